@@ -82,6 +82,10 @@ export function scope<T>(fn: () => T): T {
     throw e;
   }
   scopes.pop();
+  if (result instanceof Promise) {
+    for (const t of created) t.dispose();
+    throw new Error('scope(fn): fn returned a promise; use scopeAsync(fn) for async work');
+  }
   const escaping = new Set<Tensor>();
   collectTensors(result, escaping);
   for (const t of created) {

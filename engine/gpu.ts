@@ -68,7 +68,9 @@ async function start(choice: AdapterChoice): Promise<Gpu> {
   try {
     adapter = await p.requestAdapter(choice);
   } catch (e) {
-    throw new DeviceError(`Requesting a WebGPU adapter failed: ${(e as Error).message}\n${p.adapterHelp()}`);
+    throw new DeviceError(
+      `Requesting a WebGPU adapter failed: ${(e as Error).message}\nCheck --backend / --adapter (CELGRAD_BACKEND / CELGRAD_ADAPTER).`,
+    );
   }
   if (!adapter) throw new DeviceError(p.adapterHelp());
 

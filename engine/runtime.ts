@@ -82,7 +82,8 @@ export class Runtime {
   private readonly arenaI32 = new Int32Array(this.arena);
   private readonly arenaF32 = new Float32Array(this.arena);
   private slots = 0;
-  private readonly errors: Error[] = [];
+  private readonly errors: KernelError[] = [];
+  private readonly compileChecks = new Set<Promise<void>>();
   private readonly afterSubmit: (() => void)[] = [];
   /** Dispatches recorded since the runtime started; benches and tests read it. */
   dispatchCount = 0;
@@ -174,6 +175,7 @@ export class Runtime {
   async sync(): Promise<void> {
     this.flush();
     await platform().waitForGPU(this.device.queue.onSubmittedWorkDone());
+    await this.settleCompileChecks();
     this.throwPendingErrors();
   }
 
@@ -184,6 +186,7 @@ export class Runtime {
     this.flush();
     try {
       await platform().waitForGPU(staging.mapAsync(GPUMapMode.READ, 0, alignTo(size, 4)));
+      await this.settleCompileChecks();
       this.throwPendingErrors();
       return staging.getMappedRange(0, alignTo(size, 4)).slice(0, size);
     } finally {
@@ -226,8 +229,22 @@ export class Runtime {
     for (const fn of this.afterSubmit.splice(0)) fn();
   }
 
+  private async settleCompileChecks(): Promise<void> {
+    if (this.compileChecks.size) await platform().waitForGPU(Promise.all(this.compileChecks));
+  }
+
+  /**
+   * Throws the most specific pending GPU error and forgets the rest: one failure (say a kernel that
+   * does not compile) also invalidates the command buffer, and that echo names no kernel.
+   */
   private throwPendingErrors(): void {
-    if (this.errors.length) throw this.errors.shift();
+    if (!this.errors.length) return;
+    const named =
+      this.errors.find((e) => e.message.includes('failed to compile')) ??
+      this.errors.find((e) => e.kernel !== 'unknown kernel') ??
+      this.errors[0];
+    this.errors.length = 0;
+    throw named;
   }
 
   private writeParams(slot: number, params: ParamValue[], label: string): void {
@@ -269,7 +286,7 @@ export class Runtime {
       compute: { module, entryPoint: 'main' },
     });
     // Compilation is checked asynchronously; a failure surfaces at the next dispatch, flush or sync.
-    this.device.popErrorScope().then(async (error) => {
+    const check = this.device.popErrorScope().then(async (error) => {
       if (!error) return;
       const info = await module.getCompilationInfo();
       const lines = code.split('\n');
@@ -279,6 +296,8 @@ export class Runtime {
         .join('\n');
       this.errors.push(new KernelError(label, `failed to compile:\n${details || error.message}`));
     });
+    this.compileChecks.add(check);
+    check.finally(() => this.compileChecks.delete(check));
     const entry = { label, pipeline, layout, storageCount: storage.length };
     this.pipelines.set(key, entry);
     return entry;

@@ -27,7 +27,7 @@ const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 let f16Table: Float32Array | undefined;
 
 /** The float32 value of an IEEE 754 binary16 bit pattern. */
-export function f16ToF32(bits: number): number {
+function f16ToF32(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exponent = (bits >> 10) & 0x1f;
   const fraction = bits & 0x3ff;

@@ -14,6 +14,9 @@ export class PyCallable {
     readonly qualifiedName: string,
     readonly call: (args: readonly unknown[]) => unknown,
   ) {}
+  toString(): string {
+    return this.qualifiedName;
+  }
 }
 
 export interface PickleHooks {
@@ -301,8 +304,7 @@ export function describe(value: unknown): string {
   if (value === null) return 'None';
   if (value instanceof Map) return `a dict with keys ${[...value.keys()].slice(0, 8).map(String).join(', ')}${value.size > 8 ? ', ...' : ''}`;
   if (Array.isArray(value)) return `a ${Object.isFrozen(value) ? 'tuple' : 'list'} of ${value.length} items`;
-  if (value instanceof PyCallable) return value.qualifiedName;
   if (value instanceof Uint8Array) return `bytes (${value.length})`;
-  if (typeof value === 'object') return value.constructor.name;
+  if (typeof value === 'object') return String(value); // the allow-list's objects describe themselves
   return `${typeof value} ${String(value).slice(0, 40)}`;
 }

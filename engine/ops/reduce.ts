@@ -16,7 +16,8 @@ const PER_GROUP_THRESHOLD = 512;
 type ReduceKind = 'sum' | 'mean' | 'max';
 
 function normaliseAxes(shape: Shape, axes?: number | number[]): number[] {
-  const list = axes === undefined ? [...shape.keys()] : Array.isArray(axes) ? axes : [axes];
+  // As torch: no axes (undefined or []) reduces everything.
+  const list = axes === undefined || (Array.isArray(axes) && axes.length === 0) ? [...shape.keys()] : Array.isArray(axes) ? axes : [axes];
   const out = [...new Set(list.map((a) => (a < 0 ? a + shape.length : a)))].sort((a, b) => a - b);
   for (const a of out) {
     if (a < 0 || a >= shape.length) throw new ShapeError(`axis ${a} is out of range for shape [${shape}]`);
@@ -90,12 +91,14 @@ function reduceOp(x: Tensor, axes: number | number[] | undefined, keepdim: boole
         const gk = g.view(keptShape(x.shape, ax));
         let gx: Tensor;
         if (kind === 'max') {
-          // The gradient flows to every element equal to the maximum (ties each get it in full).
+          // As torch.amax: the gradient is split evenly among the elements equal to the maximum.
           const yk = y.view(keptShape(x.shape, ax));
           const mask = mapBinary(x, yk, 'select(0.0, 1.0, a == b)');
-          gx = mapBinary(mask, gk, 'a * b');
-          mask.dispose();
-          yk.dispose();
+          const ties = reduceRaw(mask, ax, 'sum');
+          const tiesKept = ties.view(gk.shape);
+          const share = mapBinary(gk, tiesKept, 'a / b');
+          gx = mapBinary(mask, share, 'a * b');
+          for (const t of [mask, ties, tiesKept, share, yk]) t.dispose();
         } else if (kind === 'mean') {
           const spread = expand(gk, x.shape);
           gx = mapUnary(spread, 'x * alpha', ax.reduce((a, d) => a / x.shape[d], 1));
