@@ -7,3 +7,4 @@ export { setPlatform, type Platform } from './platform/index.ts';
 export { Rng } from './random.ts';
 export * from './errors.ts';
 export * from './ops/index.ts';
+export * from './optim/index.ts';

@@ -1,0 +1,2 @@
+export { Adam, type AdamOptions, type AdamState } from './adam.ts';
+export { StepLR } from './steplr.ts';
