@@ -22,14 +22,15 @@ export interface WeightsContents {
 /** Recognises a weights file by its first bytes; undefined when it is none of the accepted formats. */
 export function detectWeightsFormat(bytes: Uint8Array): WeightsFormat | undefined {
   if (isZip(bytes)) return 'torch-zip';
-  // torch.save's legacy format opens with a pickle PROTO opcode.
-  if (bytes.length > 0 && bytes[0] === 0x80) return 'torch-legacy';
-  // safetensors: a u64 header length that fits in the file, then a JSON object.
+  // safetensors: a u64 header length that fits in the file, then a JSON object. Checked before the
+  // pickle test because a header length such as 128 also starts with byte 0x80.
   if (bytes.length >= 10) {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const headerLength = view.getUint32(4, true) * 4294967296 + view.getUint32(0, true);
     if (headerLength >= 2 && 8 + headerLength <= bytes.length && bytes[8] === 0x7b) return 'safetensors';
   }
+  // torch.save's legacy format opens with a pickle PROTO opcode.
+  if (bytes.length > 0 && bytes[0] === 0x80) return 'torch-legacy';
   return undefined;
 }
 

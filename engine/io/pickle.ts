@@ -40,7 +40,8 @@ export function unpickle(bytes: Uint8Array, start: number, hooks: PickleHooks): 
     throw new WeightsError(`pickle at byte ${at}: ${message}`);
   };
   const take = (n: number): number => {
-    if (n < 0 || pos + n > bytes.length) fail(`needs ${n} more bytes but the file ends; the file is truncated`);
+    if (n < 0) fail(`a negative length ${n}; the pickle is corrupt`);
+    if (pos + n > bytes.length) fail(`needs ${n} more bytes but the file ends; the file is truncated`);
     const at = pos;
     pos += n;
     return at;
@@ -247,7 +248,8 @@ export function unpickle(bytes: Uint8Array, start: number, hooks: PickleHooks): 
       }
       case 0x65: { // APPENDS
         const items = popMark();
-        list().push(...items);
+        const target = list();
+        for (const item of items) target.push(item); // no spread: lists can exceed the argument limit
         break;
       }
       case 0x52: { // REDUCE: callable(*args)

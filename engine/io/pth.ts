@@ -29,6 +29,9 @@ const PREFERRED_KEYS = ['state_dict', 'model_state_dict', 'model', 'module', 'ne
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL_VERSION = 1001;
 
+/** The largest tensor materialised (2^31 - 1 float32 values, 8 GiB). */
+const MAX_ELEMENTS = 2 ** 31 - 1;
+
 /** A torch.<Type>Storage class. Complex storages are read as pairs of real parts (torch.view_as_real). */
 class StorageType {
   constructor(
@@ -345,6 +348,10 @@ function materialise(tensor: TensorRef, littleEndian: boolean, key: string): Nam
     storageEnd *= 2;
   }
   const count = shapeSize(size);
+  // Strides may be 0 (expanded tensors are saved as such), so the size is not bounded by the file size.
+  if (count > MAX_ELEMENTS) {
+    throw new WeightsError(`torch: tensor of size [${tensor.size}] has ${count} elements, more than the ${MAX_ELEMENTS} a Float32Array can hold here; the file is corrupt or the tensor must be split`, key);
+  }
   if (count === 0) return { shape: size, data: new Float32Array(0), dtype: type.dtype };
   if (!root.bytes) throw new WeightsError(`torch: storage '${root.key}' has no data in the file; the file is truncated or corrupt`, key);
 

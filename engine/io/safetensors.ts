@@ -104,7 +104,7 @@ function readEntry(name: string, value: unknown): Entry {
   const { dtype, shape, data_offsets: offsets } = info;
   if (typeof dtype !== 'string' || !(isElementType(dtype) || dtype in COMPLEX_PARTS)) {
     const known = [...Object.keys(ELEMENT_SIZE), ...Object.keys(COMPLEX_PARTS)].join(', ');
-    throw new WeightsError(`safetensors: dtype ${JSON.stringify(dtype)} is not supported (supported: ${known}); convert the tensor in Python before saving`, name);
+    throw new WeightsError(`safetensors: dtype ${dtype === undefined ? '(missing)' : JSON.stringify(dtype)} is not supported (supported: ${known}); convert the tensor in Python before saving`, name);
   }
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
     throw new WeightsError(`safetensors: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`, name);
