@@ -161,10 +161,10 @@ export const div = (a: Tensor, b: Tensor) =>
     return [ga, gb];
   });
 
-/** Elementwise maximum; the gradient goes to `a` where a >= b (ties to the first input). */
+/** Elementwise maximum; on ties the gradient is split evenly between the inputs, as in PyTorch. */
 export const maximum = (a: Tensor, b: Tensor) =>
   binaryOp('maximum', 'max(a, b)', a, b, (g) => {
-    const aWins = mapBinary(a, b, 'select(0.0, 1.0, a >= b)');
+    const aWins = mapBinary(a, b, 'select(select(0.0, 1.0, a > b), 0.5, a == b)');
     const ga = mapBinary(g, aWins, 'a * b');
     const gb = mapBinary(g, aWins, 'a * (1.0 - b)');
     aWins.dispose();
