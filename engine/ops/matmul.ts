@@ -1,20 +1,57 @@
 // Matrix multiplication, 2-D and batched, with optional transposes, and its derivative.
-// Kernel: kernels/matmul.wgsl. Reference: test/reference/matmul.ts.
+// Kernels: kernels/matmul.wgsl (portable, register-tiled) and kernels/matmul_subgroup.wgsl (software
+// adapters: subgroup shuffles, tall tiles). Reference: test/reference/matmul.ts.
 import matmulSource from '../../kernels/matmul.wgsl';
-import { ShapeError } from '../errors.ts';
+import matmulSubgroupSource from '../../kernels/matmul_subgroup.wgsl';
+import { KernelError, ShapeError } from '../errors.ts';
+import { gpu } from '../gpu.ts';
+import { platform } from '../platform/index.ts';
 import { registerKernel, rt } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
 import { reshape } from './shape.ts';
 
 registerKernel('matmul', matmulSource);
+registerKernel('matmul_subgroup', matmulSubgroupSource);
 
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
 }
 
-const TM = 4;
-const TN = 4;
+/**
+ * GEMM kernel variants. 'tiled': 4x4 outputs per invocation, portable. 'subgroup': tall tiles fed by
+ * subgroup shuffles, written for lavapipe, where it is ~7x faster than 'tiled' (bench/RESULTS.md).
+ */
+export const MATMUL_VARIANTS = ['tiled', 'subgroup'] as const;
+export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
+
+let forcedVariant: MatmulVariant | null = null;
+
+/** Forces a variant for every later GEMM (tests, benches); null restores the automatic choice. */
+export function setMatmulVariant(variant: MatmulVariant | null): void {
+  if (variant === 'subgroup' && !gpu().hasSubgroups) {
+    throw new KernelError('matmul_subgroup', "this adapter does not offer the 'subgroups' feature");
+  }
+  forcedVariant = variant;
+}
+
+/**
+ * The GEMM variant in use: setMatmulVariant(), else CELGRAD_MATMUL=tiled|subgroup, else 'subgroup'
+ * on a software adapter with subgroups (lavapipe) and 'tiled' elsewhere.
+ */
+export function matmulVariant(): MatmulVariant {
+  if (forcedVariant) return forcedVariant;
+  const asked = platform().env('CELGRAD_MATMUL');
+  if (asked) {
+    if (!(MATMUL_VARIANTS as readonly string[]).includes(asked)) {
+      throw new KernelError('matmul', `CELGRAD_MATMUL=${asked} is not one of ${MATMUL_VARIANTS.join(', ')}`);
+    }
+    setMatmulVariant(asked as MatmulVariant);
+    return asked as MatmulVariant;
+  }
+  const g = gpu();
+  return g.hasSubgroups && g.facts.isSoftware ? 'subgroup' : 'tiled';
+}
 
 /**
  * op(a) @ op(b) over the last two dims, where op transposes when asked. Leading (batch) dims must be
@@ -72,12 +109,70 @@ function matmulRaw(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tens
   const batch = batchDims.reduce((x, y) => x * y, 1);
   const out = Tensor.empty([...batchDims, m, n]);
   if (out.size === 0) return out;
+  // k = 0 needs no special case: both kernels then store zeros.
+  recordGemm({ a: a.buffer, b: b.buffer, c: out.buffer, m, n, k, batch, transA, transB, aBatch: m * k, bBatch: k * n });
+  return out;
+}
+
+/** One GEMM over raw buffers: C[i] = op(A[i]) op(B[i]) for i < batch, C contiguous [batch, m, n]. */
+export interface Gemm {
+  a: GPUBuffer;
+  b: GPUBuffer;
+  c: GPUBuffer;
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  /** A stored [k, m] (else [m, k]); B stored [n, k] (else [k, n]). */
+  transA: boolean;
+  transB: boolean;
+  /** Element strides between batch entries of A and B; 0 shares one matrix across the batch. */
+  aBatch: number;
+  bBatch: number;
+}
+
+/** Records one GEMM with the current variant (also used by conv2d's 1x1 fast path). */
+export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): void {
+  const { m, n, k, batch, transA, transB } = g;
+  const bindings = [{ buffer: g.a }, { buffer: g.b }, { buffer: g.c }];
+  if (variant === 'subgroup') {
+    const SG = gpu().facts.subgroupSize;
+    // 24 rows per lane measured best on lavapipe (16: -10%, 32: -8%, 48: -30%); a multiple of SG.
+    const TM = SG <= 8 ? 24 : SG;
+    const aContig = transA ? m : k; // A's contiguous dimension
+    const bContig = transB ? k : n;
+    checkGroups('matmul_subgroup', Math.ceil(m / TM), batch);
+    rt().dispatch({
+      kernel: 'matmul_subgroup',
+      spec: {
+        SG,
+        TM,
+        A_T: transA,
+        B_T: transB,
+        A_VEC: aContig % 4 === 0 && g.aBatch % 4 === 0,
+        B_VEC: bContig % 4 === 0 && g.bBatch % 4 === 0,
+        C_VEC: n % 4 === 0,
+      },
+      params: [m, n, k, g.aBatch, g.bBatch],
+      bindings,
+      workgroups: [Math.ceil(n / (4 * SG)), Math.ceil(m / TM), batch],
+    });
+    return;
+  }
+  const T = 4; // outputs per invocation along each axis (kernels/matmul.wgsl: TM = TN = 4, 8x8 invocations)
+  checkGroups('matmul', Math.ceil(m / (8 * T)), batch);
   rt().dispatch({
     kernel: 'matmul',
-    spec: { TM, TN },
-    params: [m, n, k, batch, aRows * aCols, ...(transA ? [1, aCols] : [aCols, 1]), bRows * bCols, ...(transB ? [1, bCols] : [bCols, 1])],
-    bindings: [{ buffer: a.buffer }, { buffer: b.buffer }, { buffer: out.buffer }],
-    workgroups: [Math.ceil(n / (8 * TN)), Math.ceil(m / (8 * TM)), batch],
+    spec: { TM: T, TN: T },
+    params: [m, n, k, batch, g.aBatch, ...(transA ? [1, m] : [k, 1]), g.bBatch, ...(transB ? [1, k] : [n, 1])],
+    bindings,
+    workgroups: [Math.ceil(n / (8 * T)), Math.ceil(m / (8 * T)), batch],
   });
-  return out;
+}
+
+function checkGroups(kernel: string, rowGroups: number, batch: number): void {
+  const max = rt().device.limits.maxComputeWorkgroupsPerDimension;
+  if (rowGroups > max || batch > max) {
+    throw new KernelError(kernel, `${rowGroups} row tiles x ${batch} batch entries exceed ${max} workgroups per dimension`);
+  }
 }
