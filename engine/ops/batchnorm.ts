@@ -1,0 +1,80 @@
+// 2-D batch normalisation (torch.nn.BatchNorm2d), optionally fused with ReLU, with its derivative.
+// Kernel: kernels/batchnorm.wgsl. Reference: test/reference/batchnorm.ts.
+import batchnormSource from '../../kernels/batchnorm.wgsl';
+import { ShapeError } from '../errors.ts';
+import { f32, registerKernel, rt } from '../runtime.ts';
+import { Tensor } from '../tensor.ts';
+
+registerKernel('batchnorm', batchnormSource);
+
+const WG = 256;
+
+export interface BatchNormOptions {
+  /** Batch statistics (and running-stat updates) when true; the running statistics when false. */
+  training: boolean;
+  /** Weight of the new batch statistic in the running averages (PyTorch's default 0.1). */
+  momentum?: number;
+  eps?: number;
+  /** Fuses a ReLU on the output (forward and backward in the same kernels). */
+  relu?: boolean;
+}
+
+/**
+ * y = (x - mean) / sqrt(var + eps) * weight + bias per channel of x [N, C, H, W]. weight, bias and the
+ * running statistics are [C] (affine and tracked, as in torchvision's models). In training the batch
+ * mean and biased variance normalise, and runningMean / runningVar are updated in place on the GPU
+ * (running_var with the unbiased variance). Gradients flow to x, weight and bias in both modes.
+ */
+export function batchNorm2d(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  options: BatchNormOptions,
+): Tensor {
+  const { training, momentum = 0.1, eps = 1e-5, relu = false } = options;
+  if (x.shape.length !== 4) throw new ShapeError(`batchNorm2d expects x [N, C, H, W], got [${x.shape}]`);
+  const [n, c, h, w] = x.shape;
+  for (const [t, name] of [[weight, 'weight'], [bias, 'bias'], [runningMean, 'runningMean'], [runningVar, 'runningVar']] as const) {
+    if (t.size !== c) throw new ShapeError(`batchNorm2d: ${name} has shape [${t.shape}], expected [${c}] for x [${x.shape}]`);
+  }
+  if (training && n * h * w <= 1) {
+    // As PyTorch: one value per channel has no variance to normalise by.
+    throw new ShapeError(`batchNorm2d: expected more than 1 value per channel when training, got x [${x.shape}]`);
+  }
+  const y = Tensor.empty(x.shape);
+  // The mean and invstd the forward used: [mean, invstd] per channel, kept for the backward pass.
+  const saved = Tensor.empty([2, c]);
+  const params = [n, c, h * w, f32(eps), f32(momentum)];
+  rt().dispatch({
+    kernel: 'batchnorm',
+    spec: { WG, BACKWARD: false, TRAINING: training, RELU: relu },
+    params,
+    bindings: [x, weight, bias, runningMean, runningVar, y, saved].map((t) => ({ buffer: t.buffer })),
+    workgroups: [c],
+  });
+  if (!Tensor.needsGrad(x, weight, bias)) {
+    saved.dispose();
+    return y;
+  }
+  y.requiresGrad = true;
+  y.gradFn = {
+    op: relu ? 'batchNorm2d+relu' : 'batchNorm2d',
+    inputs: [x, weight, bias],
+    backward: (g) => {
+      const gx = Tensor.empty(x.shape);
+      const gw = Tensor.empty([c]);
+      const gb = Tensor.empty([c]);
+      rt().dispatch({
+        kernel: 'batchnorm',
+        spec: { WG, BACKWARD: true, TRAINING: training, RELU: relu },
+        params,
+        bindings: [x, weight, bias, saved, g, gx, gw, gb].map((t) => ({ buffer: t.buffer })),
+        workgroups: [c],
+      });
+      return [gx, gw, gb];
+    },
+  };
+  return y;
+}

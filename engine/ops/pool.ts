@@ -1,0 +1,138 @@
+// 2-D pooling over NCHW: max (backward through the argmax), average, adaptive average, each with its
+// derivative. Kernels: kernels/pool_max.wgsl, kernels/pool_avg.wgsl. Reference: test/reference/pool.ts.
+import poolMaxSource from '../../kernels/pool_max.wgsl';
+import poolAvgSource from '../../kernels/pool_avg.wgsl';
+import { ShapeError } from '../errors.ts';
+import { registerKernel, rt } from '../runtime.ts';
+import { Tensor } from '../tensor.ts';
+import { grid } from './elementwise.ts';
+
+registerKernel('pool_max', poolMaxSource);
+registerKernel('pool_avg', poolAvgSource);
+
+const WG = 256;
+
+type Pair = number | [number, number];
+
+export interface PoolOptions {
+  kernel: Pair;
+  /** Defaults to the kernel size, as in PyTorch. */
+  stride?: Pair;
+  padding?: Pair;
+  /** Output size rounded up: a last, partial window that starts inside the input or its left padding. */
+  ceilMode?: boolean;
+}
+
+export interface AvgPoolOptions extends PoolOptions {
+  /** Padding counts towards the divisor (PyTorch's default, true). */
+  countIncludePad?: boolean;
+}
+
+const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : v);
+
+/** PyTorch's pooling output size along one axis. */
+function outputSize(size: number, k: number, stride: number, pad: number, ceilMode: boolean): number {
+  let out = Math.floor((size + 2 * pad - k + (ceilMode ? stride - 1 : 0)) / stride) + 1;
+  // The last window must start inside the input or the left padding.
+  if (ceilMode && (out - 1) * stride >= size + pad) out--;
+  return out;
+}
+
+interface Geometry {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  oh: number;
+  ow: number;
+  /** Kernel, stride, padding: [kh, kw, sh, sw, ph, pw]. */
+  window: number[];
+}
+
+function geometry(op: string, x: Tensor, o: PoolOptions): Geometry {
+  if (x.shape.length !== 4) throw new ShapeError(`${op} expects x [N, C, H, W], got [${x.shape}]`);
+  const [n, c, h, w] = x.shape;
+  const [kh, kw] = pair(o.kernel);
+  const [sh, sw] = pair(o.stride ?? o.kernel);
+  const [ph, pw] = pair(o.padding ?? 0);
+  if (!(kh > 0 && kw > 0 && sh > 0 && sw > 0 && ph >= 0 && pw >= 0)) {
+    throw new ShapeError(`${op}: kernel [${kh}, ${kw}] and stride [${sh}, ${sw}] must be positive, padding [${ph}, ${pw}] >= 0`);
+  }
+  if (2 * ph > kh || 2 * pw > kw) {
+    throw new ShapeError(`${op}: padding [${ph}, ${pw}] must be at most half the kernel [${kh}, ${kw}] (as in PyTorch)`);
+  }
+  const oh = outputSize(h, kh, sh, ph, o.ceilMode ?? false);
+  const ow = outputSize(w, kw, sw, pw, o.ceilMode ?? false);
+  if (oh < 1 || ow < 1) throw new ShapeError(`${op}: input [${x.shape}] is too small for kernel [${kh}, ${kw}] (output ${oh}x${ow})`);
+  return { n, c, h, w, oh, ow, window: [kh, kw, sh, sw, ph, pw] };
+}
+
+/** Records one pooling kernel over `threads` elements (outputs forward, inputs backward). */
+function dispatch(kernel: string, spec: Record<string, boolean>, g: Geometry, threads: number, bindings: Tensor[]): void {
+  const { workgroups, row } = grid(threads, WG);
+  rt().dispatch({
+    kernel,
+    spec: { WG, ...spec },
+    params: [threads, row, g.h, g.w, g.oh, g.ow, ...g.window],
+    bindings: bindings.map((t) => ({ buffer: t.buffer })),
+    workgroups,
+  });
+}
+
+/** Max pooling; the gradient goes to each window's first maximum (PyTorch's argmax). */
+export function maxPool2d(x: Tensor, options: PoolOptions): Tensor {
+  const g = geometry('maxPool2d', x, options);
+  const outShape = [g.n, g.c, g.oh, g.ow];
+  const y = Tensor.empty(outShape);
+  const indices = Tensor.empty(outShape, 'i32');
+  dispatch('pool_max', { BACKWARD: false }, g, y.size, [x, y, indices]);
+  if (!Tensor.needsGrad(x)) {
+    indices.dispose();
+    return y;
+  }
+  y.requiresGrad = true;
+  y.gradFn = {
+    op: 'maxPool2d',
+    inputs: [x],
+    backward: (gy) => {
+      const gx = Tensor.empty(x.shape);
+      dispatch('pool_max', { BACKWARD: true }, g, gx.size, [indices, gy, gx]);
+      return [gx];
+    },
+  };
+  return y;
+}
+
+/** Average pooling (count_include_pad defaults to true, as in PyTorch). */
+export function avgPool2d(x: Tensor, options: AvgPoolOptions): Tensor {
+  const spec = { ADAPTIVE: false, COUNT_INCLUDE_PAD: options.countIncludePad ?? true };
+  return averagePool('avgPool2d', x, geometry('avgPool2d', x, options), spec);
+}
+
+/** Adaptive average pooling to [oh, ow]: bins floor(i * H / oh) .. ceil((i + 1) * H / oh). */
+export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
+  if (x.shape.length !== 4) throw new ShapeError(`adaptiveAvgPool2d expects x [N, C, H, W], got [${x.shape}]`);
+  const [n, c, h, w] = x.shape;
+  const [oh, ow] = pair(size);
+  if (!(oh > 0 && ow > 0 && h > 0 && w > 0)) throw new ShapeError(`adaptiveAvgPool2d: [${x.shape}] to [${oh}, ${ow}]`);
+  const g = { n, c, h, w, oh, ow, window: [0, 0, 0, 0, 0, 0] };
+  return averagePool('adaptiveAvgPool2d', x, g, { ADAPTIVE: true, COUNT_INCLUDE_PAD: false });
+}
+
+function averagePool(op: string, x: Tensor, g: Geometry, spec: Record<string, boolean>): Tensor {
+  const y = Tensor.empty([g.n, g.c, g.oh, g.ow]);
+  dispatch('pool_avg', { ...spec, BACKWARD: false }, g, y.size, [x, y]);
+  if (Tensor.needsGrad(x)) {
+    y.requiresGrad = true;
+    y.gradFn = {
+      op,
+      inputs: [x],
+      backward: (gy) => {
+        const gx = Tensor.empty(x.shape);
+        dispatch('pool_avg', { ...spec, BACKWARD: true }, g, gx.size, [gy, gx]);
+        return [gx];
+      },
+    };
+  }
+  return y;
+}
