@@ -2,12 +2,28 @@
 // Kernel: kernels/batchnorm.wgsl. Reference: test/reference/batchnorm.ts.
 import batchnormSource from '../../kernels/batchnorm.wgsl';
 import { ShapeError } from '../errors.ts';
+import { gpu } from '../gpu.ts';
 import { f32, registerKernel, rt } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
 
 registerKernel('batchnorm', batchnormSource);
 
-const WG = 256;
+/**
+ * How a workgroup sums over its channel: 'subgroup' (the workgroup is one subgroup, summing with
+ * subgroupAdd: no barriers, best on lavapipe) or 'workgroup' (256 lanes and a tree in workgroup memory).
+ */
+export type BatchNormVariant = 'subgroup' | 'workgroup';
+let forcedVariant: BatchNormVariant | null = null;
+
+/** Forces a variant (tests run both); null restores the choice by adapter. */
+export function setBatchNormVariant(variant: BatchNormVariant | null): void {
+  forcedVariant = variant;
+}
+
+function variant(): BatchNormVariant {
+  const g = gpu();
+  return forcedVariant ?? (g.hasSubgroups && g.facts.isSoftware ? 'subgroup' : 'workgroup');
+}
 
 export interface BatchNormOptions {
   /** Batch statistics (and running-stat updates) when true; the running statistics when false. */
@@ -46,10 +62,19 @@ export function batchNorm2d(
   const y = Tensor.empty(x.shape);
   // The mean and invstd the forward used: [mean, invstd] per channel, kept for the backward pass.
   const saved = Tensor.empty([2, c]);
-  const params = [n, c, h * w, f32(eps), f32(momentum)];
+  const subgroup = variant() === 'subgroup';
+  const vec4 = (h * w) % 4 === 0;
+  const kernel = {
+    WG: subgroup ? gpu().facts.subgroupSize : 256,
+    SUBGROUP: subgroup,
+    VEC4: vec4,
+    TRAINING: training,
+    RELU: relu,
+  };
+  const params = [n, c, vec4 ? (h * w) / 4 : h * w, f32(eps), f32(momentum)];
   rt().dispatch({
     kernel: 'batchnorm',
-    spec: { WG, BACKWARD: false, TRAINING: training, RELU: relu },
+    spec: { ...kernel, BACKWARD: false },
     params,
     bindings: [x, weight, bias, runningMean, runningVar, y, saved].map((t) => ({ buffer: t.buffer })),
     workgroups: [c],
@@ -68,7 +93,7 @@ export function batchNorm2d(
       const gb = Tensor.empty([c]);
       rt().dispatch({
         kernel: 'batchnorm',
-        spec: { WG, BACKWARD: true, TRAINING: training, RELU: relu },
+        spec: { ...kernel, BACKWARD: true },
         params,
         bindings: [x, weight, bias, saved, g, gx, gw, gb].map((t) => ({ buffer: t.buffer })),
         workgroups: [c],
