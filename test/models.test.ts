@@ -194,7 +194,13 @@ test('numClasses sizes the heads; registry facts; celgrad models --json summary;
   for (const [name, entry] of Object.entries(MODELS)) {
     const model = entry.build({ meta: true });
     assert.ok(model.get(entry.lastConvLayer), `${name}: ${entry.lastConvLayer}`);
-    for (const prefix of entry.headParameterPrefixes) assert.ok(model.get(prefix) instanceof Linear, `${name}: ${prefix}`);
+    // replaceHead swaps exactly the layers that stay trainable in the frozen-backbone regime.
+    model.replaceHead(5);
+    for (const prefix of entry.headParameterPrefixes) {
+      assert.ok(model.get(prefix) instanceof Linear, `${name}: ${prefix}`);
+      assert.is(model.stateDictShapes().get(`${prefix}.weight`)![0], 5, `${name}: ${prefix} has 5 outputs`);
+    }
+    model.dispose();
   }
   assert.throws(() => createModel('resnet18'), (e: Error) => e instanceof CelgradError && /known models: resnet50, inception_v3, densenet121, vgg16, vgg16_bn/.test(e.message));
   assert.throws(() => createModel('resnet50', { numClasses: 0, meta: true }), /positive integer/);
@@ -225,8 +231,9 @@ test('resnet50: kaiming fan_out convs, BatchNorm 1/0, nn.Linear fc; layer4 hook;
   assert.equal(out.shape, [1, 1000]);
   assert.ok(out.values.every(Number.isFinite));
 
-  const again = await evalForward(resnet50({ seed: 1 }), 1, 64);
-  assert.equal(Array.from(again.values), Array.from(out.values), 'same seed, same logits');
+  const twin = resnet50({ seed: 1 });
+  assert.equal(Array.from((await evalForward(twin, 1, 64)).values), Array.from(out.values), 'same seed, same logits');
+  twin.dispose();
 
   model.replaceHead(7, 3);
   assert.equal(model.stateDictShapes().get('fc.weight'), [7, 2048]);
@@ -318,9 +325,7 @@ test('densenet121: kaiming fan_in convs, classifier bias 0; features hook; forwa
 
   // Saving and loading by name reproduces the logits of another seed's model exactly.
   const other = densenet121({ seed: 4 });
-  const data = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [key, t] of model.stateDict()) data.set(key, { shape: [...t.shape], data: await t.toArray() });
-  other.loadStateDict(data);
+  other.loadStateDict(await model.readStateDict());
   assert.equal(Array.from((await evalForward(other, 1, 32)).values), Array.from(out.values));
   model.dispose();
   other.dispose();

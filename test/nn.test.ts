@@ -39,13 +39,6 @@ async function assertAllClose(a: Tensor, b: Tensor, tolerance: number, what: str
   }
 }
 
-/** The state_dict's values read back to the CPU, in the form loadStateDict takes. */
-async function readState(dict: Map<string, Tensor>): Promise<StateDictData> {
-  const out: StateDictData = new Map();
-  for (const [key, t] of dict) out.set(key, { shape: [...t.shape], data: await t.toArray() });
-  return out;
-}
-
 function throwsError(fn: () => unknown, type: Function, patterns: RegExp[]): string {
   try {
     fn();
@@ -207,11 +200,12 @@ test('Linear stores a weight above the block limit as row blocks, with the same 
     [...blocked.namedParameters()].map(([name]) => name),
     ['weight#0', 'weight#1', 'weight#2', 'weight#3', 'bias'],
   );
-  const state = blocked.stateDict();
-  assert.equal([...state.get('weight')!.shape], [10, 64], 'the state_dict holds the whole weight');
   const whole = new Linear(64, 10).initialize(99);
-  whole.loadStateDict(await readState(state));
-  state.get('weight')!.dispose();
+  whole.loadStateDict(await blocked.readStateDict());
+  // The state_dict holds the whole weight, gathered from the blocks.
+  const gathered = blocked.stateDict().get('weight')!;
+  await assertAllClose(gathered, whole.weightBlocks[0], 0, 'gathered weight');
+  gathered.dispose();
 
   const x = Tensor.normal([2, 64], 0, 1, 1).setRequiresGrad();
   const [y1, y2] = [blocked.call(x), whole.call(x)];
@@ -250,7 +244,7 @@ test('Dropout: seeded masks per model seed, scaled survivors in training, identi
 test('loadStateDict copies every tensor by name (round trip)', async () => {
   const [a, b] = [smallNet().initialize(1), smallNet().initialize(2)];
   scope(() => a.call(Tensor.normal([2, 2, 5, 5], 0, 1, 3))); // moves the running stats off their initial values
-  b.loadStateDict(await readState(a.stateDict()));
+  b.loadStateDict(await a.readStateDict());
   const [sa, sb] = [a.stateDict(), b.stateDict()];
   for (const [key, t] of sa) assert.equal(Array.from(await sb.get(key)!.toArray()), Array.from(await t.toArray()), key);
   assert.is(await (b.get('1') as BatchNorm2d).numBatchesTracked.item(), 1);
@@ -260,7 +254,7 @@ test('loadStateDict copies every tensor by name (round trip)', async () => {
 
 test('loadStateDict names every missing, unexpected and misshaped key at once, and changes nothing', async () => {
   const net = smallNet().initialize(1);
-  const before = await readState(net.stateDict());
+  const before = await net.readStateDict();
   const dict: StateDictData = new Map();
   for (const [key, shape] of net.stateDictShapes()) dict.set(key, { shape, data: new Float32Array(shape.reduce((p, d) => p * d, 1)) });
   dict.delete('1.bias');
@@ -275,7 +269,7 @@ test('loadStateDict names every missing, unexpected and misshaped key at once, a
   ]);
   // Misshaped keys are refused even when not strict.
   throwsError(() => net.loadStateDict(dict, { strict: false }), WeightsError, [/wrong shapes \(1\)/]);
-  const after = await readState(net.stateDict());
+  const after = await net.readStateDict();
   for (const [key, value] of before) assert.equal(Array.from(after.get(key)!.data), Array.from(value.data), `${key} unchanged`);
 
   // Not strict: missing and unexpected keys are skipped, the rest loads.
@@ -288,7 +282,7 @@ test('loadStateDict names every missing, unexpected and misshaped key at once, a
 test('loadStateDict accepts files without num_batches_tracked (older PyTorch) and keeps the count', async () => {
   const net = smallNet().initialize(1);
   scope(() => net.call(Tensor.normal([2, 2, 5, 5], 0, 1, 3)));
-  const dict = await readState(net.stateDict());
+  const dict = await net.readStateDict();
   dict.delete('1.num_batches_tracked');
   net.loadStateDict(dict);
   assert.is(await (net.get('1') as BatchNorm2d).numBatchesTracked.item(), 1);

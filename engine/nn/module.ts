@@ -27,7 +27,7 @@ export type StateDictData = Map<string, { shape: number[]; data: Float32Array }>
 interface Slot {
   readonly kind: 'parameter' | 'buffer';
   readonly shape: number[];
-  /** A weight file may lack it (num_batches_tracked, added in PyTorch 0.4.1): loading keeps the current value. */
+  /** Weight files may lack it (num_batches_tracked: older PyTorch did not save it); loading then keeps the current value. */
   readonly optional: boolean;
   /**
    * Set for a weight that may be stored as row blocks along dim 0 (see Linear): the most bytes per
@@ -215,7 +215,8 @@ export abstract class Module<Out = Tensor> {
   /**
    * The state_dict: parameters then buffers of each module, modules depth first, exactly PyTorch's
    * order and keys. Values are the live tensors, except a weight stored as row blocks, which is
-   * gathered into a new tensor of its full shape (dispose it, or call stateDict() inside a scope).
+   * gathered into a new tensor of its full shape (dispose it, or call stateDict() inside a scope;
+   * readStateDict() reads the blocks without gathering).
    * num_batches_tracked is an f32 tensor of shape [] (int64 in PyTorch).
    */
   stateDict(): Map<string, Tensor> {
@@ -225,6 +226,21 @@ export abstract class Module<Out = Tensor> {
       dict.set(key, blocks.length === 1 ? blocks[0] : gatherRows(blocks, slot.shape));
     }
     return dict;
+  }
+
+  /** The state_dict read back to the CPU, in the form loadStateDict() and engine/io's writers take. */
+  async readStateDict(): Promise<StateDictData> {
+    const out: StateDictData = new Map();
+    for (const [key, m, slot, name] of this.stateEntries()) {
+      const data = new Float32Array(sizeOf(slot.shape));
+      let offset = 0;
+      for (const block of m.blocks(name)) {
+        data.set(await block.toArray(), offset);
+        offset += block.size;
+      }
+      out.set(key, { shape: [...slot.shape], data });
+    }
+    return out;
   }
 
   private *stateEntries(): Generator<[string, Module<unknown>, Slot, string]> {
