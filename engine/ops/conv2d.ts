@@ -1,0 +1,267 @@
+// 2-D convolution (cross-correlation, as torch.nn.functional.conv2d), NCHW / OIHW, with its derivative.
+// Kernels: kernels/conv2d_forward.wgsl, conv2d_grad_input.wgsl, conv2d_grad_weight.wgsl (implicit GEMMs
+// built like kernels/matmul_subgroup.wgsl), and the GEMM of engine/ops/matmul.ts for 1x1 convolutions.
+// Reference: test/reference/conv2d.ts.
+import forwardSource from '../../kernels/conv2d_forward.wgsl';
+import gradInputSource from '../../kernels/conv2d_grad_input.wgsl';
+import gradWeightSource from '../../kernels/conv2d_grad_weight.wgsl';
+import { KernelError, ShapeError } from '../errors.ts';
+import { gpu } from '../gpu.ts';
+import { i32, registerKernel, rt, type Binding, type ParamValue } from '../runtime.ts';
+import { Tensor } from '../tensor.ts';
+import { recordGemm } from './matmul.ts';
+import { sum } from './reduce.ts';
+import { contiguousStrides, stridedCopy } from './shape.ts';
+
+registerKernel('conv2d_forward', forwardSource);
+registerKernel('conv2d_grad_input', gradInputSource);
+registerKernel('conv2d_grad_weight', gradWeightSource);
+
+export type Pair = number | [number, number];
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  /** p (all sides), [ph, pw] (symmetric), or [top, bottom, left, right]. */
+  padding?: number | [number, number] | [number, number, number, number];
+  dilation?: Pair;
+  groups?: number;
+  /** Applies ReLU to the output (inference only: not differentiable). */
+  relu?: boolean;
+}
+
+/** Everything about one convolution's shapes. */
+export interface ConvGeometry {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  o: number;
+  groups: number;
+  cg: number;
+  og: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  pt: number;
+  pb: number;
+  pl: number;
+  pr: number;
+  ho: number;
+  wo: number;
+}
+
+const pairOf = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+
+export function convGeometry(xShape: readonly number[], wShape: readonly number[], options: Conv2dOptions = {}): ConvGeometry {
+  if (xShape.length !== 4 || wShape.length !== 4) {
+    throw new ShapeError(`conv2d needs x [N, C, H, W] and weight [O, C/groups, kH, kW], got [${xShape}] and [${wShape}]`);
+  }
+  const [n, c, h, w] = xShape;
+  const [o, cg, kh, kw] = wShape;
+  const groups = options.groups ?? 1;
+  const [sh, sw] = pairOf(options.stride ?? 1);
+  const [dh, dw] = pairOf(options.dilation ?? 1);
+  const pad = options.padding ?? 0;
+  const [pt, pb, pl, pr] =
+    typeof pad === 'number' ? [pad, pad, pad, pad] : pad.length === 2 ? [pad[0], pad[0], pad[1], pad[1]] : pad;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0 || o % groups !== 0 || c / groups !== cg) {
+    throw new ShapeError(
+      `conv2d: groups=${groups} does not fit x [${xShape}] and weight [${wShape}] (needs C % groups = O % groups = 0 and weight dim 1 = C / groups)`,
+    );
+  }
+  if (![sh, sw, dh, dw].every((v) => Number.isInteger(v) && v >= 1) || ![pt, pb, pl, pr].every((v) => Number.isInteger(v) && v >= 0)) {
+    throw new ShapeError(`conv2d: stride and dilation must be integers >= 1 and padding >= 0, got ${JSON.stringify(options)}`);
+  }
+  const ho = Math.floor((h + pt + pb - dh * (kh - 1) - 1) / sh) + 1;
+  const wo = Math.floor((w + pl + pr - dw * (kw - 1) - 1) / sw) + 1;
+  if (ho < 1 || wo < 1) {
+    throw new ShapeError(`conv2d: the ${kh}x${kw} kernel (dilation ${dh}x${dw}) does not fit the padded ${h}x${w} input`);
+  }
+  return { n, c, h, w, o, groups, cg, og: o / groups, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, ho, wo };
+}
+
+/**
+ * y = conv2d(x, weight) + bias. x [N, C, H, W], weight [O, C / groups, kH, kW], bias [O] or null.
+ * Differentiable in x, weight and bias (unless relu is set).
+ */
+export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options: Conv2dOptions = {}): Tensor {
+  const geo = convGeometry(x.shape, weight.shape, options);
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== geo.o)) {
+    throw new ShapeError(`conv2d: bias [${bias.shape}] should be [${geo.o}]`);
+  }
+  const relu = options.relu ?? false;
+  const y = conv2dForward(x, weight, bias, geo, relu);
+  if (Tensor.needsGrad(x, weight, bias)) {
+    if (relu) throw new ShapeError('conv2d: the fused ReLU is for inference; use relu(conv2d(...)) when training');
+    y.requiresGrad = true;
+    y.gradFn = {
+      op: 'conv2d',
+      inputs: [x, weight, bias],
+      backward: (g) => [
+        x.requiresGrad ? conv2dGradInput(g, weight, geo) : null,
+        weight.requiresGrad ? conv2dGradWeight(x, g, geo) : null,
+        bias?.requiresGrad ? sum(g, [0, 2, 3]) : null,
+      ],
+    };
+  }
+  return y;
+}
+
+// ---- kernels ----
+
+/** The subgroup size the conv kernels are specialised for; they need the `subgroups` feature. */
+function lanes(kernel: string): number {
+  const g = gpu();
+  if (!g.hasSubgroups) {
+    throw new KernelError(kernel, "needs the WebGPU 'subgroups' feature, which this adapter does not offer");
+  }
+  return g.facts.subgroupSize;
+}
+
+/** Rows per lane: 24 measured best on lavapipe (see engine/ops/matmul.ts); a multiple of SG. */
+const rowsPerLane = (sg: number) => (sg <= 8 ? 24 : sg);
+
+/** OIHW -> OHWI, so a lane's 4 input channels at one kernel position are one vec4 load. */
+function weightOHWI(weight: Tensor): Tensor {
+  const [o, cg, kh, kw] = weight.shape;
+  const out = Tensor.empty([o, kh, kw, cg]);
+  const s = contiguousStrides(weight.shape);
+  stridedCopy(weight, 0, [s[0], s[2], s[3], s[1]], out, 0, contiguousStrides(out.shape), out.shape);
+  return out;
+}
+
+/** Splits `tiles` workgroups over x and y (at most maxComputeWorkgroupsPerDimension each). */
+function tileGrid(tiles: number): [number, number] {
+  const max = rt().device.limits.maxComputeWorkgroupsPerDimension;
+  const x = Math.min(tiles, max);
+  return [x, Math.ceil(tiles / x)];
+}
+
+/**
+ * Batch chunks [first image, count] small enough that every per-image tensor's window fits one
+ * storage binding (maxStorageBufferBindingSize; 128 MiB on lavapipe, less than e.g. Inception's
+ * 32 x 64 x 147 x 147 activations).
+ */
+function batchChunks(kernel: string, n: number, perImageElements: number[]): [number, number][] {
+  const limits = rt().device.limits;
+  const room = limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
+  const perImage = Math.max(...perImageElements) * 4;
+  const count = Math.floor(room / perImage);
+  if (count < 1) {
+    throw new KernelError(
+      kernel,
+      `one image's tensor (${(perImage / 2 ** 20).toFixed(1)} MiB) exceeds maxStorageBufferBindingSize ` +
+        `(${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(1)} MiB); reduce the image size or channels`,
+    );
+  }
+  const out: [number, number][] = [];
+  for (let first = 0; first < n; first += count) out.push([first, Math.min(count, n - first)]);
+  return out;
+}
+
+/** A binding window over images [first, first + count) of t, and the element offset of `first` in it. */
+function window(t: Tensor, perImage: number, first: number, count: number): { binding: Binding; offset: number } {
+  const align = rt().device.limits.minStorageBufferOffsetAlignment;
+  const start = first * perImage * 4;
+  const offset = Math.floor(start / align) * align;
+  return { binding: { buffer: t.buffer, offset, size: start - offset + count * perImage * 4 }, offset: (start - offset) / 4 };
+}
+
+/** Stride 1, no padding, no groups: for each image the convolution is one GEMM. */
+const isPointwise = (g: ConvGeometry) =>
+  g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.pt + g.pb + g.pl + g.pr === 0 && g.groups === 1;
+
+/** Shape parameters shared by the three kernels, in their Params order after the first few. */
+const sizes = (g: ConvGeometry): ParamValue[] => [g.h, g.w, g.ho, g.wo, g.kh, g.kw];
+
+function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: ConvGeometry, relu: boolean): Tensor {
+  const { n, c, h, w, o, ho, wo } = geo;
+  const y = Tensor.empty([n, o, ho, wo]);
+  const chunks = batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo]);
+  if (isPointwise(geo) && !bias && !relu && chunks.length === 1) {
+    // y[n] (O x HW) = W (O x C) . x[n] (C x HW)
+    recordGemm({ a: weight.buffer, b: x.buffer, c: y.buffer, m: o, n: h * w, k: c, batch: n, transA: false, transB: false, aBatch: 0, bBatch: c * h * w });
+    return y;
+  }
+  const SG = lanes('conv2d_forward');
+  const TM = rowsPerLane(SG);
+  const wt = weightOHWI(weight);
+  const colTiles = Math.ceil(geo.og / (4 * SG));
+  for (const [first, count] of chunks) {
+    const xs = window(x, c * h * w, first, count);
+    const ys = window(y, o * ho * wo, first, count);
+    const rows = count * ho * wo;
+    const [tx, ty] = tileGrid(Math.ceil(rows / TM));
+    rt().dispatch({
+      kernel: 'conv2d_forward',
+      spec: { SG, TM, W_VEC: geo.cg % 4 === 0, BIAS: bias !== null, RELU: relu },
+      params: [rows, geo.og, geo.cg, c, o, ...sizes(geo), geo.sh, geo.sw, geo.dh, geo.dw, i32(geo.pt), i32(geo.pl), tx, colTiles, xs.offset, ys.offset],
+      bindings: [xs.binding, { buffer: wt.buffer }, ...(bias ? [{ buffer: bias.buffer }] : []), ys.binding],
+      workgroups: [tx, ty, colTiles * geo.groups],
+    });
+  }
+  wt.dispose();
+  return y;
+}
+
+/** d(loss)/dx for y = conv2d(x, weight): a transposed convolution of dy. */
+export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): Tensor {
+  const { n, c, h, w, o, ho, wo } = geo;
+  const dx = Tensor.empty([n, c, h, w]);
+  const chunks = batchChunks('conv2d_grad_input', n, [c * h * w, o * ho * wo]);
+  if (isPointwise(geo) && chunks.length === 1) {
+    // dx[n] (C x HW) = W^T (C x O) . dy[n] (O x HW)
+    recordGemm({ a: weight.buffer, b: dy.buffer, c: dx.buffer, m: c, n: h * w, k: o, batch: n, transA: true, transB: false, aBatch: 0, bBatch: o * h * w });
+    return dx;
+  }
+  const SG = lanes('conv2d_grad_input');
+  const TM = rowsPerLane(SG);
+  const wt = weightOHWI(weight);
+  const colTiles = Math.ceil(geo.cg / (4 * SG));
+  for (const [first, count] of chunks) {
+    const dys = window(dy, o * ho * wo, first, count);
+    const dxs = window(dx, c * h * w, first, count);
+    // One dispatch per stride phase (h mod sh, w mod sw): see the kernel's header.
+    for (let ph = 0; ph < Math.min(geo.sh, h); ph++) {
+      for (let pw = 0; pw < Math.min(geo.sw, w); pw++) {
+        const hp = Math.ceil((h - ph) / geo.sh);
+        const wp = Math.ceil((w - pw) / geo.sw);
+        const rows = count * hp * wp;
+        const [tx, ty] = tileGrid(Math.ceil(rows / TM));
+        rt().dispatch({
+          kernel: 'conv2d_grad_input',
+          spec: { SG, TM, W_VEC: geo.cg % 4 === 0 },
+          params: [rows, geo.cg, geo.og, c, o, ...sizes(geo), i32(geo.sh), i32(geo.sw), i32(geo.dh), i32(geo.dw), i32(geo.pt), i32(geo.pl), ph, pw, hp, wp, tx, colTiles, dys.offset, dxs.offset],
+          bindings: [dys.binding, { buffer: wt.buffer }, dxs.binding],
+          workgroups: [tx, ty, colTiles * geo.groups],
+        });
+      }
+    }
+  }
+  wt.dispose();
+  return dx;
+}
+
+/** d(loss)/dweight for y = conv2d(x, weight): a reduction over the batch and every output position. */
+export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tensor {
+  const { n, c, h, w, o, ho, wo } = geo;
+  const dw = Tensor.empty([o, geo.cg, geo.kh, geo.kw]);
+  const SG = lanes('conv2d_grad_weight');
+  const TM = rowsPerLane(SG);
+  const colTiles = Math.ceil(geo.og / (4 * SG));
+  batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo]).forEach(([first, count], chunk) => {
+    const xs = window(x, c * h * w, first, count);
+    const dys = window(dy, o * ho * wo, first, count);
+    rt().dispatch({
+      kernel: 'conv2d_grad_weight',
+      spec: { SG, TM, DY_VEC: wo % 4 === 0, ACCUMULATE: chunk > 0 },
+      params: [count, geo.cg, geo.og, c, o, ...sizes(geo), i32(geo.sh), i32(geo.sw), i32(geo.dh), i32(geo.dw), i32(geo.pt), i32(geo.pl), colTiles, xs.offset, dys.offset],
+      bindings: [xs.binding, dys.binding, { buffer: dw.buffer }],
+      workgroups: [Math.ceil(geo.cg / TM), 1, colTiles * geo.kh * geo.kw * geo.groups],
+    });
+  });
+  return dw;
+}

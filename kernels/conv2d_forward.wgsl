@@ -1,0 +1,150 @@
+// conv2d forward as an implicit GEMM (no im2col buffer), NCHW input, weight re-laid out as OHWI.
+//
+//   y[n, g Og + o, oh, ow] = bias[g Og + o]
+//       + sum_{i, j, c} x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw] * w[g Og + o, i, j, c]
+//
+// GEMM view: rows = output positions (n, oh, ow) of the batch, columns = output channels of group g,
+// k = (i, j, c). The structure is kernels/matmul_subgroup.wgsl's (read its header for why): one
+// subgroup per workgroup, each lane owns TM rows x 4 columns; per step of 4 input channels at one
+// kernel position the row operand (input pixels, the same for every lane) is gathered once per
+// subgroup and shuffled round, and each lane loads its own 4x4 weight block as 4 vec4 along c
+// (that is why the weight is OHWI). Pixels in the padding read as 0.
+//
+// Specialisation: SG, TM, W_VEC (Cg % 4 == 0: vec4 weight loads), BIAS, RELU.
+// Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
+enable subgroups;
+
+struct Params {
+  rows: u32, // N Ho Wo of this batch chunk
+  og: u32, // output channels per group
+  cg: u32, // input channels per group
+  c_total: u32,
+  o_total: u32,
+  h: u32,
+  w: u32,
+  ho: u32,
+  wo: u32,
+  kh: u32,
+  kw: u32,
+  sh: u32,
+  sw: u32,
+  dh: u32,
+  dw: u32,
+  pt: i32,
+  pl: i32,
+  tiles_x: u32, // row tiles along workgroup x
+  col_tiles: u32,
+  x_off: u32, // element offsets of this batch chunk's first image in x and y
+  y_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#if ${W_VEC}
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+#else
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+#endif
+#if ${BIAS}
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+#else
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#endif
+
+const SG: u32 = ${SG}u;
+const TM: u32 = ${TM}u;
+const LOADS: u32 = TM / SG; // rows each lane gathers per step
+
+fn load_w(e: u32) -> vec4<f32> {
+#if ${W_VEC}
+  return w[e / 4u];
+#else
+  return vec4(w[e], w[e + 1u], w[e + 2u], w[e + 3u]);
+#endif
+}
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let p = params;
+  let row0 = (wg.y * p.tiles_x + wg.x) * TM;
+  if (row0 >= p.rows) { return; }
+  let g = wg.z / p.col_tiles;
+  let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
+  let hw = p.h * p.w;
+
+  // The rows this lane gathers: image, and the input pixel under kernel position (0, 0).
+  var x_img: array<u32, LOADS>;
+  var ih0: array<i32, LOADS>;
+  var iw0: array<i32, LOADS>;
+  for (var q = 0u; q < LOADS; q++) {
+    let r = min(row0 + q * SG + lane, p.rows - 1u);
+    let n = r / (p.ho * p.wo);
+    let pos = r % (p.ho * p.wo);
+    x_img[q] = p.x_off + (n * p.c_total + g * p.cg) * hw;
+    ih0[q] = i32((pos / p.wo) * p.sh) - p.pt;
+    iw0[q] = i32((pos % p.wo) * p.sw) - p.pl;
+  }
+
+  var acc: array<vec4<f32>, TM>;
+  for (var i = 0u; i < p.kh; i++) {
+    for (var j = 0u; j < p.kw; j++) {
+      // Per gathered row: the pixel's offset in channel 0 of the group, and whether it is inside.
+      var x_at: array<u32, LOADS>;
+      var inside: array<bool, LOADS>;
+      for (var q = 0u; q < LOADS; q++) {
+        let ih = ih0[q] + i32(i * p.dh);
+        let iw = iw0[q] + i32(j * p.dw);
+        inside[q] = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+        x_at[q] = x_img[q] + u32(select(0, ih * i32(p.w) + iw, inside[q]));
+      }
+      // This lane's weights at (i, j): w[g Og + col + jj, i, j, c] (OHWI).
+      let w_step = p.kh * p.kw * p.cg; // between output channels
+      let w_ij = (i * p.kw + j) * p.cg;
+      for (var c0 = 0u; c0 < p.cg; c0 += 4u) {
+        let c_ok = vec4(c0, c0 + 1u, c0 + 2u, c0 + 3u) < vec4(p.cg);
+        var wt: array<vec4<f32>, 4>; // wt[jj] = 4 input channels for output channel col + jj
+        for (var jj = 0u; jj < 4u; jj++) {
+          let o = min(col + jj, p.og - 1u); // columns past the group's edge compute garbage, never stored
+          wt[jj] = select(vec4(0.0), load_w((g * p.og + o) * w_step + w_ij + c0), c_ok);
+        }
+        var wk: array<vec4<f32>, 4>; // wk[t] = input channel c0 + t for the lane's 4 output channels
+        for (var t = 0u; t < 4u; t++) {
+          wk[t] = vec4(wt[0][t], wt[1][t], wt[2][t], wt[3][t]);
+        }
+        for (var q = 0u; q < LOADS; q++) {
+          let e = x_at[q] + c0 * hw;
+          let ok = c_ok & vec4(inside[q]);
+          let mine = select(vec4(0.0), vec4(x[e], x[e + hw], x[e + 2u * hw], x[e + 3u * hw]), ok);
+          for (var s = 0u; s < SG; s++) {
+            let v = subgroupShuffle(mine, s);
+            let r = q * SG + s;
+            acc[r] = fma(vec4(v.x), wk[0], fma(vec4(v.y), wk[1], fma(vec4(v.z), wk[2], fma(vec4(v.w), wk[3], acc[r]))));
+          }
+        }
+      }
+    }
+  }
+
+  let pos_count = p.ho * p.wo;
+  for (var r = 0u; r < TM; r++) {
+    let row = row0 + r;
+    if (row >= p.rows) { break; }
+    let n = row / pos_count;
+    let pos = row % pos_count;
+    for (var jj = 0u; jj < 4u; jj++) {
+      let o = col + jj;
+      if (o < p.og) {
+        let oc = g * p.og + o;
+        var v = acc[r][jj];
+#if ${BIAS}
+        v += bias[oc];
+#endif
+#if ${RELU}
+        v = max(v, 0.0);
+#endif
+        y[p.y_off + (n * p.o_total + oc) * pos_count + pos] = v;
+      }
+    }
+  }
+}

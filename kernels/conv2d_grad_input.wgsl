@@ -1,0 +1,152 @@
+// conv2d gradient w.r.t. the input as an implicit GEMM (a transposed convolution, no col2im buffer).
+//
+//   dx[n, g Cg + c, h, w] = sum_{i, j, o} dy[n, g Og + o, oh, ow] * w[g Og + o, i, j, c]   (weight OHWI)
+//   over the (i, j) with h + pt - i dh = oh sh and w + pl - j dw = ow sw, 0 <= oh < Ho, 0 <= ow < Wo.
+//
+// With stride s only 1 in s of the kernel rows (columns) reaches a given input row (column), and which
+// ones depends on h mod s. So one dispatch covers one phase (ph, pw) = (h mod sh, w mod sw): every
+// pixel in it takes the same kernel positions, the others are skipped for the whole subgroup, and no
+// multiply-add is wasted on terms that are zero.
+//
+// GEMM view: rows = input pixels of the phase (n, hq, wq), columns = input channels of group g, k =
+// (i, j, o). Same structure as kernels/conv2d_forward.wgsl: the row operand (dy, the same for every
+// lane) is gathered once per subgroup and shuffled round; each lane loads 4 output channels x its 4
+// input channels of the weight as 4 vec4 along c.
+//
+// Specialisation: SG, TM, W_VEC (Cg % 4 == 0).
+// Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
+enable subgroups;
+
+struct Params {
+  rows: u32, // N hp wp: the pixels of this phase in this batch chunk
+  cg: u32,
+  og: u32,
+  c_total: u32,
+  o_total: u32,
+  h: u32,
+  w: u32,
+  ho: u32,
+  wo: u32,
+  kh: u32,
+  kw: u32,
+  sh: i32,
+  sw: i32,
+  dh: i32,
+  dw: i32,
+  pt: i32,
+  pl: i32,
+  ph: u32, // this phase
+  pw: u32,
+  hp: u32, // its rows and columns: ceil((h - ph) / sh), ceil((w - pw) / sw)
+  wp: u32,
+  tiles_x: u32,
+  col_tiles: u32,
+  dy_off: u32, // element offsets of the batch chunk's first image
+  dx_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+#if ${W_VEC}
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+#else
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+const SG: u32 = ${SG}u;
+const TM: u32 = ${TM}u;
+const LOADS: u32 = TM / SG;
+
+fn load_w(e: u32) -> vec4<f32> {
+#if ${W_VEC}
+  return w[e / 4u];
+#else
+  return vec4(w[e], w[e + 1u], w[e + 2u], w[e + 3u]);
+#endif
+}
+
+// a / b for a multiple a of b > 0 (a may be negative).
+fn exact_div(a: i32, b: i32) -> i32 {
+  return select(-((-a) / b), a / b, a >= 0);
+}
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let p = params;
+  let row0 = (wg.y * p.tiles_x + wg.x) * TM;
+  if (row0 >= p.rows) { return; }
+  let g = wg.z / p.col_tiles;
+  let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // input channel within the group
+  let col_ld = select(col, 0u, col >= p.cg); // lanes past the group's edge: garbage, never stored
+  let plane = p.ho * p.wo;
+
+  // The rows this lane gathers: dy offset of (image, group), and the phase coordinates.
+  var dy_img: array<u32, LOADS>;
+  var hq: array<i32, LOADS>;
+  var wq: array<i32, LOADS>;
+  for (var q = 0u; q < LOADS; q++) {
+    let r = min(row0 + q * SG + lane, p.rows - 1u);
+    let n = r / (p.hp * p.wp);
+    let pos = r % (p.hp * p.wp);
+    dy_img[q] = p.dy_off + (n * p.o_total + g * p.og) * plane;
+    hq[q] = i32(pos / p.wp);
+    wq[q] = i32(pos % p.wp);
+  }
+
+  var acc: array<vec4<f32>, TM>;
+  for (var i = 0u; i < p.kh; i++) {
+    let ti = i32(p.ph) + p.pt - i32(i) * p.dh; // = oh sh - hq sh when this kernel row applies
+    if (((ti % p.sh) + p.sh) % p.sh != 0) { continue; }
+    let di = exact_div(ti, p.sh);
+    for (var j = 0u; j < p.kw; j++) {
+      let tj = i32(p.pw) + p.pl - i32(j) * p.dw;
+      if (((tj % p.sw) + p.sw) % p.sw != 0) { continue; }
+      let dj = exact_div(tj, p.sw);
+      var dy_at: array<u32, LOADS>;
+      var inside: array<bool, LOADS>;
+      for (var q = 0u; q < LOADS; q++) {
+        let oh = hq[q] + di;
+        let ow = wq[q] + dj;
+        inside[q] = oh >= 0 && oh < i32(p.ho) && ow >= 0 && ow < i32(p.wo);
+        dy_at[q] = dy_img[q] + u32(select(0, oh * i32(p.wo) + ow, inside[q]));
+      }
+      let w_step = p.kh * p.kw * p.cg; // between output channels
+      let w_ij = (i * p.kw + j) * p.cg + col_ld;
+      for (var o0 = 0u; o0 < p.og; o0 += 4u) {
+        let o_ok = vec4(o0, o0 + 1u, o0 + 2u, o0 + 3u) < vec4(p.og);
+        var wk: array<vec4<f32>, 4>; // wk[t] = output channel o0 + t, the lane's 4 input channels
+        for (var t = 0u; t < 4u; t++) {
+          let o = min(o0 + t, p.og - 1u);
+          wk[t] = select(vec4(0.0), load_w((g * p.og + o) * w_step + w_ij), vec4(o_ok[t]));
+        }
+        for (var q = 0u; q < LOADS; q++) {
+          let e = dy_at[q] + o0 * plane;
+          let ok = o_ok & vec4(inside[q]);
+          let mine = select(vec4(0.0), vec4(dy[e], dy[e + plane], dy[e + 2u * plane], dy[e + 3u * plane]), ok);
+          for (var s = 0u; s < SG; s++) {
+            let v = subgroupShuffle(mine, s);
+            let r = q * SG + s;
+            acc[r] = fma(vec4(v.x), wk[0], fma(vec4(v.y), wk[1], fma(vec4(v.z), wk[2], fma(vec4(v.w), wk[3], acc[r]))));
+          }
+        }
+      }
+    }
+  }
+
+  let hw = p.h * p.w;
+  for (var r = 0u; r < TM; r++) {
+    let row = row0 + r;
+    if (row >= p.rows) { break; }
+    let n = row / (p.hp * p.wp);
+    let pos = row % (p.hp * p.wp);
+    let h = (pos / p.wp) * u32(p.sh) + p.ph;
+    let x = (pos % p.wp) * u32(p.sw) + p.pw;
+    for (var jj = 0u; jj < 4u; jj++) {
+      let c = col + jj;
+      if (c < p.cg) {
+        dx[p.dx_off + (n * p.c_total + g * p.cg + c) * hw + h * p.w + x] = acc[r][jj];
+      }
+    }
+  }
+}

@@ -1,0 +1,133 @@
+// conv2d gradient w.r.t. the weight as an implicit GEMM, one kernel position (i, j) per workgroup.
+//
+//   dw[g Og + o, c, i, j] = sum_{n, oh, ow} dy[n, g Og + o, oh, ow] * x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw]
+//
+// GEMM view: rows = input channels c of group g, columns = output channels o of group g, k = every
+// output position of the batch (a long reduction), walked as image, output row, 4 output columns at a
+// time. Same structure as kernels/conv2d_forward.wgsl: the row operand (input pixels, the same for
+// every lane) is gathered once per subgroup and shuffled round; each lane loads its 4 output channels
+// x 4 positions of dy as 4 vec4 along ow. Output rows whose input row falls in the padding are
+// skipped for the whole subgroup.
+//
+// Specialisation: SG, TM, DY_VEC (Wo % 4 == 0: vec4 dy loads), ACCUMULATE (add into dw: batch chunks
+// after the first).
+// Dispatch: x = row tile, z = column tile + col_tiles * (i kW + j + kH kW group).
+enable subgroups;
+
+struct Params {
+  n: u32, // images in this batch chunk
+  cg: u32,
+  og: u32,
+  c_total: u32,
+  o_total: u32,
+  h: u32,
+  w: u32,
+  ho: u32,
+  wo: u32,
+  kh: u32,
+  kw: u32,
+  sh: i32,
+  sw: i32,
+  dh: i32,
+  dw: i32,
+  pt: i32,
+  pl: i32,
+  col_tiles: u32,
+  x_off: u32, // element offsets of the batch chunk's first image
+  dy_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#if ${DY_VEC}
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
+#else
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> dw: array<f32>;
+
+const SG: u32 = ${SG}u;
+const TM: u32 = ${TM}u;
+const LOADS: u32 = TM / SG;
+
+fn load_dy(e: u32) -> vec4<f32> {
+#if ${DY_VEC}
+  return dy[e / 4u];
+#else
+  return vec4(dy[e], dy[e + 1u], dy[e + 2u], dy[e + 3u]);
+#endif
+}
+
+@compute @workgroup_size(SG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let p = params;
+  let row0 = wg.x * TM; // input channel within the group
+  let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
+  let kpos = wg.z / p.col_tiles;
+  let g = kpos / (p.kh * p.kw);
+  let i = (kpos / p.kw) % p.kh;
+  let j = kpos % p.kw;
+  let hw = p.h * p.w;
+  let plane = p.ho * p.wo;
+
+  // x offset of the channel each gathered row stands for (image 0), and of this lane's dy columns.
+  var x_chan: array<u32, LOADS>;
+  for (var q = 0u; q < LOADS; q++) {
+    x_chan[q] = p.x_off + (g * p.cg + min(row0 + q * SG + lane, p.cg - 1u)) * hw;
+  }
+  var dy_chan: array<u32, 4>; // dy offset of this lane's output channels (image 0)
+  for (var jj = 0u; jj < 4u; jj++) {
+    dy_chan[jj] = p.dy_off + (g * p.og + min(col + jj, p.og - 1u)) * plane; // past the edge: garbage, not stored
+  }
+  let jw = i32(j) * p.dw - p.pl;
+
+  var acc: array<vec4<f32>, TM>;
+  for (var n = 0u; n < p.n; n++) {
+    for (var oh = 0u; oh < p.ho; oh++) {
+      let ih = i32(oh) * p.sh - p.pt + i32(i) * p.dh;
+      if (ih < 0 || ih >= i32(p.h)) { continue; }
+      let x_row = n * p.c_total * hw + u32(ih) * p.w;
+      let dy_row = n * p.o_total * plane + oh * p.wo;
+      for (var ow0 = 0u; ow0 < p.wo; ow0 += 4u) {
+        let ow = vec4(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u);
+        let iw = vec4<i32>(ow) * p.sw + jw;
+        let ok = (ow < vec4(p.wo)) & (iw >= vec4(0)) & (iw < vec4(i32(p.w)));
+        let iwc = vec4<u32>(select(vec4(0), iw, ok));
+        var dt: array<vec4<f32>, 4>; // dt[jj] = dy at the 4 positions for output channel col + jj
+        for (var jj = 0u; jj < 4u; jj++) {
+          dt[jj] = select(vec4(0.0), load_dy(dy_chan[jj] + dy_row + ow0), ow < vec4(p.wo));
+        }
+        var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position t
+        for (var t = 0u; t < 4u; t++) {
+          dk[t] = vec4(dt[0][t], dt[1][t], dt[2][t], dt[3][t]);
+        }
+        for (var q = 0u; q < LOADS; q++) {
+          let e = x_chan[q] + x_row;
+          let mine = select(vec4(0.0), vec4(x[e + iwc.x], x[e + iwc.y], x[e + iwc.z], x[e + iwc.w]), ok);
+          for (var s = 0u; s < SG; s++) {
+            let v = subgroupShuffle(mine, s);
+            let r = q * SG + s;
+            acc[r] = fma(vec4(v.x), dk[0], fma(vec4(v.y), dk[1], fma(vec4(v.z), dk[2], fma(vec4(v.w), dk[3], acc[r]))));
+          }
+        }
+      }
+    }
+  }
+
+  let khw = p.kh * p.kw;
+  for (var r = 0u; r < TM; r++) {
+    let c = row0 + r;
+    if (c >= p.cg) { break; }
+    for (var jj = 0u; jj < 4u; jj++) {
+      let o = col + jj;
+      if (o < p.og) {
+        let e = ((g * p.og + o) * p.cg + c) * khw + i * p.kw + j;
+#if ${ACCUMULATE}
+        dw[e] += acc[r][jj];
+#else
+        dw[e] = acc[r][jj];
+#endif
+      }
+    }
+  }
+}
