@@ -8,24 +8,30 @@
 //   adaptive_avg_pool2d: start = floor(o * size / count), end = ceil((o + 1) * size / count).
 // The forward and backward share span(), so both use the same windows and divisors.
 //
-// Forward: one thread per output element, the window's sum over its divisor.
-// Backward: one thread per input element gathers grad_y / divisor over the outputs whose window
-// covers it (no atomics).
+// Threads: one per strip of STRIP consecutive elements along a row (outputs forward, inputs backward),
+// flat over [planes, rows, strips] (2-D grid folded by `row`): on lavapipe an invocation costs more than
+// a few loads, so fewer, longer ones are faster.
+// Forward: each output is its window's sum over its divisor.
+// Backward: each input element gathers grad_y / divisor over the outputs whose window covers it (no
+// atomics).
 
 struct Params {
-  n: u32,
+  strips: u32, // of all planes and rows: the thread count
   row: u32,
-  h: u32,
-  w: u32,
-  oh: u32,
-  ow: u32,
-  kh: u32,
-  kw: u32,
-  sh: u32,
-  sw: u32,
-  ph: u32,
-  pw: u32,
 }
+
+// The geometry is specialised (compile-time constants): lavapipe has no vector integer division, and
+// with constants every division becomes a multiplication and the window loops get fixed trip counts.
+const H = ${H}u;
+const W = ${W}u;
+const OH = ${OH}u;
+const OW = ${OW}u;
+const KH = ${KH}u;
+const KW = ${KW}u;
+const SH = ${SH}u;
+const SW = ${SW}u;
+const PH = ${PH}u;
+const PW = ${PW}u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
@@ -69,37 +75,52 @@ fn covering(i: u32, size: u32, outs: u32, k: u32, stride: u32, pad: u32) -> vec2
 #endif
 }
 
+// A thread's strip: its plane, row, and columns [first, end).
+struct Strip {
+  plane: u32,
+  row: u32,
+  first: u32,
+  end: u32,
+}
+
+fn strip(s: u32, rows: u32, cols: u32) -> Strip {
+  let strips = (cols + ${STRIP}u - 1u) / ${STRIP}u;
+  let first = (s % strips) * ${STRIP}u;
+  return Strip(s / (strips * rows), (s / strips) % rows, first, min(first + ${STRIP}u, cols));
+}
+
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * params.row;
-  if (i >= params.n) { return; }
+  let s = gid.x + gid.y * params.row;
+  if (s >= params.strips) { return; }
 #if ${BACKWARD}
-  let w = i % params.w;
-  let h = (i / params.w) % params.h;
-  let plane = i / (params.w * params.h);
-  let rows = covering(h, params.h, params.oh, params.kh, params.sh, params.ph);
-  let cols = covering(w, params.w, params.ow, params.kw, params.sw, params.pw);
-  var acc = 0.0;
-  for (var oh = rows.x; oh <= rows.y; oh++) {
-    let sh = span(oh, params.h, params.oh, params.kh, params.sh, params.ph);
-    for (var ow = cols.x; ow <= cols.y; ow++) {
-      let sw = span(ow, params.w, params.ow, params.kw, params.sw, params.pw);
-      acc += src[(plane * params.oh + oh) * params.ow + ow] / f32(sh.count * sw.count);
+  let t = strip(s, H, W);
+  let rows = covering(t.row, H, OH, KH, SH, PH);
+  for (var w = t.first; w < t.end; w++) {
+    let cols = covering(w, W, OW, KW, SW, PW);
+    var acc = 0.0;
+    for (var oh = rows.x; oh <= rows.y; oh++) {
+      let sh = span(oh, H, OH, KH, SH, PH);
+      for (var ow = cols.x; ow <= cols.y; ow++) {
+        let sw = span(ow, W, OW, KW, SW, PW);
+        acc += src[(t.plane * OH + oh) * OW + ow] / f32(sh.count * sw.count);
+      }
     }
+    dst[(t.plane * H + t.row) * W + w] = acc;
   }
-  dst[i] = acc;
 #else
-  let ow = i % params.ow;
-  let oh = (i / params.ow) % params.oh;
-  let base = (i / (params.ow * params.oh)) * params.h * params.w;
-  let sh = span(oh, params.h, params.oh, params.kh, params.sh, params.ph);
-  let sw = span(ow, params.w, params.ow, params.kw, params.sw, params.pw);
-  var acc = 0.0;
-  for (var h = sh.start; h < sh.end; h++) {
-    for (var w = sw.start; w < sw.end; w++) {
-      acc += src[base + h * params.w + w];
+  let t = strip(s, OH, OW);
+  let base = t.plane * H * W;
+  let sh = span(t.row, H, OH, KH, SH, PH);
+  for (var ow = t.first; ow < t.end; ow++) {
+    let sw = span(ow, W, OW, KW, SW, PW);
+    var acc = 0.0;
+    for (var h = sh.start; h < sh.end; h++) {
+      for (var w = sw.start; w < sw.end; w++) {
+        acc += src[base + h * W + w];
+      }
     }
+    dst[(t.plane * OH + t.row) * OW + ow] = acc / f32(sh.count * sw.count);
   }
-  dst[i] = acc / f32(sh.count * sw.count);
 #endif
 }

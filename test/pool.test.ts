@@ -75,8 +75,8 @@ async function run(op: (x: Tensor) => Tensor, x: Arr, gy: (shape: number[]) => A
 
 const gradient = (seed: number) => (shape: number[]) => asF32(randArr(shape, seed));
 
-test('maxPool2d: forward and backward match the reference on 30 configurations (random and tied values)', async () => {
-  for (const [k, c] of configs(30, 21).entries()) {
+test('maxPool2d: forward and backward match the reference on 24 configurations (random and tied values)', async () => {
+  for (const [k, c] of configs(24, 21).entries()) {
     // Every third case draws from {0, 1, 2}: many ties, where the first maximum must take the gradient.
     const x = k % 3 === 2 ? { data: randArr(c.shape, k).data.map((v) => Math.floor((v + 1) * 1.5)), shape: c.shape } : asF32(randArr(c.shape, k));
     const got = await run((t) => maxPool2d(t, c), x, gradient(1000 + k));
@@ -88,8 +88,8 @@ test('maxPool2d: forward and backward match the reference on 30 configurations (
   }
 });
 
-test('avgPool2d: forward and backward match the reference on 30 configurations, both countIncludePad', async () => {
-  for (const [k, c] of configs(30, 22).entries()) {
+test('avgPool2d: forward and backward match the reference on 24 configurations, both countIncludePad', async () => {
+  for (const [k, c] of configs(24, 22).entries()) {
     const o: AvgPoolOptions = { ...c, countIncludePad: k % 2 === 0 };
     const x = asF32(randArr(c.shape, 200 + k));
     const got = await run((t) => avgPool2d(t, o), x, gradient(2000 + k));

@@ -11,6 +11,8 @@ registerKernel('pool_max', poolMaxSource);
 registerKernel('pool_avg', poolAvgSource);
 
 const WG = 256;
+/** Consecutive elements of a row per invocation (on lavapipe the per-invocation cost dominates). */
+const STRIP = 8;
 
 type Pair = number | [number, number];
 
@@ -38,15 +40,15 @@ function outputSize(size: number, k: number, stride: number, pad: number, ceilMo
   return out;
 }
 
+/**
+ * Batch, channels, and the kernels' compile-time constants: input and output sizes, and the window
+ * (kernel, stride, padding; zeros for adaptive pooling). Lavapipe divides integers slowly unless by a
+ * constant, and constant windows give the loops fixed trip counts.
+ */
 interface Geometry {
   n: number;
   c: number;
-  h: number;
-  w: number;
-  oh: number;
-  ow: number;
-  /** Kernel, stride, padding: [kh, kw, sh, sw, ph, pw]. */
-  window: number[];
+  spec: { H: number; W: number; OH: number; OW: number; KH: number; KW: number; SH: number; SW: number; PH: number; PW: number };
 }
 
 function geometry(op: string, x: Tensor, o: PoolOptions): Geometry {
@@ -64,16 +66,18 @@ function geometry(op: string, x: Tensor, o: PoolOptions): Geometry {
   const oh = outputSize(h, kh, sh, ph, o.ceilMode ?? false);
   const ow = outputSize(w, kw, sw, pw, o.ceilMode ?? false);
   if (oh < 1 || ow < 1) throw new ShapeError(`${op}: input [${x.shape}] is too small for kernel [${kh}, ${kw}] (output ${oh}x${ow})`);
-  return { n, c, h, w, oh, ow, window: [kh, kw, sh, sw, ph, pw] };
+  return { n, c, spec: { H: h, W: w, OH: oh, OW: ow, KH: kh, KW: kw, SH: sh, SW: sw, PH: ph, PW: pw } };
 }
 
-/** Records one pooling kernel over `threads` elements (outputs forward, inputs backward). */
-function dispatch(kernel: string, spec: Record<string, boolean>, g: Geometry, threads: number, bindings: Tensor[]): void {
+/** Records one pooling kernel over the rows of `shape` (the output forward, the input backward). */
+function dispatch(kernel: string, spec: Record<string, boolean>, g: Geometry, shape: readonly number[], bindings: Tensor[]): void {
+  const [n, c, rows, cols] = shape;
+  const threads = n * c * rows * Math.ceil(cols / STRIP);
   const { workgroups, row } = grid(threads, WG);
   rt().dispatch({
     kernel,
-    spec: { WG, ...spec },
-    params: [threads, row, g.h, g.w, g.oh, g.ow, ...g.window],
+    spec: { WG, STRIP, ...spec, ...g.spec },
+    params: [threads, row],
     bindings: bindings.map((t) => ({ buffer: t.buffer })),
     workgroups,
   });
@@ -82,10 +86,10 @@ function dispatch(kernel: string, spec: Record<string, boolean>, g: Geometry, th
 /** Max pooling; the gradient goes to each window's first maximum (PyTorch's argmax). */
 export function maxPool2d(x: Tensor, options: PoolOptions): Tensor {
   const g = geometry('maxPool2d', x, options);
-  const outShape = [g.n, g.c, g.oh, g.ow];
+  const outShape = [g.n, g.c, g.spec.OH, g.spec.OW];
   const y = Tensor.empty(outShape);
   const indices = Tensor.empty(outShape, 'i32');
-  dispatch('pool_max', { BACKWARD: false }, g, y.size, [x, y, indices]);
+  dispatch('pool_max', { BACKWARD: false }, g, outShape, [x, y, indices]);
   if (!Tensor.needsGrad(x)) {
     indices.dispose();
     return y;
@@ -96,7 +100,7 @@ export function maxPool2d(x: Tensor, options: PoolOptions): Tensor {
     inputs: [x],
     backward: (gy) => {
       const gx = Tensor.empty(x.shape);
-      dispatch('pool_max', { BACKWARD: true }, g, gx.size, [indices, gy, gx]);
+      dispatch('pool_max', { BACKWARD: true }, g, x.shape, [indices, gy, gx]);
       return [gx];
     },
   };
@@ -115,13 +119,13 @@ export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
   const [n, c, h, w] = x.shape;
   const [oh, ow] = pair(size);
   if (!(oh > 0 && ow > 0 && h > 0 && w > 0)) throw new ShapeError(`adaptiveAvgPool2d: [${x.shape}] to [${oh}, ${ow}]`);
-  const g = { n, c, h, w, oh, ow, window: [0, 0, 0, 0, 0, 0] };
+  const g = { n, c, spec: { H: h, W: w, OH: oh, OW: ow, KH: 0, KW: 0, SH: 0, SW: 0, PH: 0, PW: 0 } };
   return averagePool('adaptiveAvgPool2d', x, g, { ADAPTIVE: true, COUNT_INCLUDE_PAD: false });
 }
 
 function averagePool(op: string, x: Tensor, g: Geometry, spec: Record<string, boolean>): Tensor {
-  const y = Tensor.empty([g.n, g.c, g.oh, g.ow]);
-  dispatch('pool_avg', { ...spec, BACKWARD: false }, g, y.size, [x, y]);
+  const y = Tensor.empty([g.n, g.c, g.spec.OH, g.spec.OW]);
+  dispatch('pool_avg', { ...spec, BACKWARD: false }, g, y.shape, [x, y]);
   if (Tensor.needsGrad(x)) {
     y.requiresGrad = true;
     y.gradFn = {
@@ -129,7 +133,7 @@ function averagePool(op: string, x: Tensor, g: Geometry, spec: Record<string, bo
       inputs: [x],
       backward: (gy) => {
         const gx = Tensor.empty(x.shape);
-        dispatch('pool_avg', { ...spec, BACKWARD: true }, g, gx.size, [gy, gx]);
+        dispatch('pool_avg', { ...spec, BACKWARD: true }, g, x.shape, [gy, gx]);
         return [gx];
       },
     };
