@@ -16,7 +16,9 @@ struct Params {
   c: u32,
   ignore_index: i32,
   smoothing: f32,
-  row: u32,
+#if ${BACKWARD}
+  row: u32, // one thread per logit, 2-D grid folded by `row`
+#endif
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -76,7 +76,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, options: CrossEntro
   if (!(labelSmoothing >= 0 && labelSmoothing <= 1)) throw new ShapeError(`crossEntropy: labelSmoothing ${labelSmoothing} is outside [0, 1]`);
   if (n === 0 || c === 0) throw new ShapeError(`crossEntropy: empty logits [${logits.shape}]`);
   const loss = Tensor.empty([]);
-  // Per row (max, log-sum-exp past the max), then the kept-row count: what the backward needs.
+  // Per row (max m, log sum exp(x - m)), then the kept-row count: what the backward needs.
   const saved = Tensor.empty([2 * n + 1]);
   const params = [n, c, i32(ignoreIndex), f32(labelSmoothing)];
   rt().dispatch({
