@@ -3,6 +3,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CelgradError } from '../engine/errors.ts';
 import { dataStats, formatStats, generateSynthFaces } from './data/index.ts';
 import { doctor } from './doctor.ts';
+import { startGPU } from './gpu-node.ts';
+import { describeModels, MODELS } from '../models/index.ts';
+import { train, type Regime } from './train.ts';
+import { evalRun } from './evaluate.ts';
 
 const USAGE = `celgrad — a transparent deep-learning engine on WebGPU, and a study of cartoon-face recognition
 
@@ -10,6 +14,11 @@ Usage:
   celgrad doctor [--json] [--backend B] [--adapter NAME]   adapter, limits, features; exit 1 with the fix if none
   celgrad data synth --out DIR [--identities N --per-identity M --size S --seed K [--source-task] [--evidence-region]]
   celgrad data stats DIR [--decode]                        identities, images, sizes, unreadable files
+  celgrad models [--json]                                  models with parameter counts and state_dict sizes
+  celgrad train --model M --data DIR --regime pretrained|scratch|finetune --out RUN [--weights FILE]
+                [--epochs 10 --batch-size 32 --lr 1e-3 --step-size 7 --gamma 1 --image-size S --classes N --seed 0]
+                [--checkpoint-every K] [--resume]          one training run (the paper's defaults)
+  celgrad eval --run RUN [--data DIR]                      top-1/top-5, per-class accuracy, confusions
 
 Adapter selection: --backend/--adapter or CELGRAD_BACKEND / CELGRAD_ADAPTER (Dawn's backend= and adapter= options).`;
 
@@ -24,6 +33,13 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   return parseArgs({ args, options, allowPositionals: true, strict: true });
 }
 
+const num = (v: string | undefined, fallback: number, name: string) => {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new CelgradError(`--${name} must be a number, got '${v}'`);
+  return n;
+};
+
 const int = (v: string | undefined, fallback: number, name: string) => {
   if (v === undefined) return fallback;
   const n = Number(v);
@@ -35,6 +51,80 @@ const commands: Record<string, Command> = {
   async doctor(args) {
     const { values } = parse(args, { ...adapterOptions, json: { type: 'boolean' } });
     return doctor(values);
+  },
+  async models(args) {
+    const { values } = parse(args, { json: { type: 'boolean' } });
+    const rows = describeModels();
+    if (values.json) console.log(JSON.stringify(rows, null, 2));
+    else {
+      console.log(`${'model'.padEnd(14)}${'parameters'.padStart(14)}${'state_dict keys'.padStart(17)}  input`);
+      for (const r of rows) {
+        console.log(`${r.name.padEnd(14)}${r.params.toLocaleString('en-US').padStart(14)}${String(r.stateDictKeys).padStart(17)}  ${r.defaultInputSize}`);
+      }
+    }
+    return 0;
+  },
+  async train(args) {
+    const { values } = parse(args, {
+      ...adapterOptions,
+      model: { type: 'string' },
+      data: { type: 'string' },
+      regime: { type: 'string' },
+      out: { type: 'string' },
+      weights: { type: 'string' },
+      epochs: { type: 'string' },
+      'batch-size': { type: 'string' },
+      lr: { type: 'string' },
+      'step-size': { type: 'string' },
+      gamma: { type: 'string' },
+      'image-size': { type: 'string' },
+      classes: { type: 'string' },
+      seed: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      'filter-layers': { type: 'string' },
+      'max-steps': { type: 'string' },
+      'aux-logits': { type: 'boolean' },
+      resume: { type: 'boolean' },
+    });
+    for (const required of ['model', 'data', 'regime', 'out'] as const) {
+      if (!values[required]) throw new CelgradError(`train needs --${required}`);
+    }
+    const regime = values.regime as Regime;
+    if (!['pretrained', 'scratch', 'finetune'].includes(regime)) {
+      throw new CelgradError(`--regime must be pretrained, scratch or finetune, got '${regime}'`);
+    }
+    if (!(values.model! in MODELS)) throw new CelgradError(`unknown --model '${values.model}'; known: ${Object.keys(MODELS).join(', ')}`);
+    await startGPU(values);
+    const result = await train({
+      model: values.model!,
+      data: values.data!,
+      regime,
+      out: values.out!,
+      weights: values.weights,
+      epochs: int(values.epochs, 10, 'epochs'),
+      batchSize: int(values['batch-size'], 32, 'batch-size'),
+      lr: num(values.lr, 1e-3, 'lr'),
+      stepSize: int(values['step-size'], 7, 'step-size'),
+      gamma: num(values.gamma, 1, 'gamma'),
+      imageSize: values['image-size'] ? int(values['image-size'], 0, 'image-size') : undefined,
+      classes: values.classes ? int(values.classes, 0, 'classes') : undefined,
+      seed: int(values.seed, 0, 'seed'),
+      checkpointEvery: int(values['checkpoint-every'], 0, 'checkpoint-every'),
+      maxStepsPerEpoch: int(values['max-steps'], 0, 'max-steps'),
+      filterLayers: values['filter-layers']?.split(','),
+      auxLogits: values['aux-logits'],
+      resume: values.resume,
+    });
+    console.log(`best val accuracy ${(result.bestValAcc * 100).toFixed(2)}% at epoch ${result.bestEpoch + 1}; run in ${result.out}`);
+    return 0;
+  },
+  async eval(args) {
+    const { values } = parse(args, { ...adapterOptions, run: { type: 'string' }, data: { type: 'string' }, json: { type: 'boolean' } });
+    if (!values.run) throw new CelgradError('eval needs --run RUN');
+    await startGPU(values);
+    const report = await evalRun(values.run, { data: values.data });
+    console.log(values.json ? JSON.stringify(report, null, 2) : report.text);
+    return 0;
   },
   async data([sub, ...args]) {
     if (sub === 'synth') {
