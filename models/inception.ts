@@ -323,8 +323,8 @@ export class Inception3 extends Module<Tensor | InceptionOutputs> implements Cla
 
 /**
  * torchvision's init: every Conv2d and Linear weight trunc_normal_(0, std, a=-2, b=2) with std 0.1,
- * except AuxLogits.fc (its `stddev` 0.001). InceptionAux's `conv1.stddev = 0.01` is set on the
- * BasicConv2d wrapper, not on its Conv2d, so torchvision never applies it; neither do we.
+ * except AuxLogits.fc (its `stddev` 0.001). InceptionAux's `conv1.stddev = 0.01` sits on the
+ * BasicConv2d wrapper, which the init loop never looks at, so that conv gets 0.1 too.
  * Linear biases keep nn.Linear's default; BatchNorm 1 / 0.
  */
 const inceptionInit: InitRule = (m, name, shape, seed, path) =>
