@@ -4,7 +4,7 @@
 import { setPlatform } from '../engine/platform/index.ts';
 import { nodePlatform } from '../engine/platform/node.ts';
 import { initGPU, noGrad, rt, scope, sum, Tensor, CelgradError, ShapeError } from '../engine/index.ts';
-import { BatchNorm2d, Conv2d, Linear, type Module } from '../engine/nn/index.ts';
+import { BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d, ReLU, type Module } from '../engine/nn/index.ts';
 import {
   MODELS,
   createModel,
@@ -176,7 +176,11 @@ test('vgg16 / vgg16_bn keys: convs at torchvision indices, BatchNorm at conv + 1
   assert.equal(convs, [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40]);
   assert.equal(withBn.filter((i) => !convs.includes(i)), convs.map((i) => i + 1));
   const model = createModel('vgg16', { meta: true });
-  assert.is((model.get('classifier.2') as unknown as { p: number }).p, 0.5);
+  assert.is((model.get('classifier.2') as Dropout).p, 0.5);
+  // The Grad-CAM layers are the ReLUs after the last conv, just before the last pool.
+  assert.instance(model.get(MODELS.vgg16.lastConvLayer), ReLU);
+  assert.instance(model.get('features.30'), MaxPool2d);
+  assert.instance(createModel('vgg16_bn', { meta: true }).get(MODELS.vgg16_bn.lastConvLayer), ReLU);
 });
 
 test('numClasses sizes the heads; registry facts; celgrad models --json summary; unknown names', () => {
