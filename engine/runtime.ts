@@ -5,6 +5,7 @@ import { DeviceError, KernelError } from './errors.ts';
 import { gpu } from './gpu.ts';
 import { platform } from './platform/index.ts';
 import { BufferPool } from './pool.ts';
+import { Profiler, type KernelTime } from './profiler.ts';
 
 /** Values substituted for `${NAME}` in a kernel file (numbers, booleans for `#if`, or WGSL snippets). */
 export type Specialisation = Record<string, number | boolean | string>;
@@ -85,6 +86,7 @@ export class Runtime {
   private readonly errors: KernelError[] = [];
   private readonly compileChecks = new Set<Promise<void>>();
   private readonly afterSubmit: (() => void)[] = [];
+  private profiler: Profiler | null = null;
   /** Dispatches recorded since the runtime started; benches and tests read it. */
   dispatchCount = 0;
   submitCount = 0;
@@ -132,15 +134,38 @@ export class Runtime {
     }
     if (x === 0 || y === 0 || z === 0) return;
 
-    if (this.slots === ARENA_SLOTS) this.flush();
+    if (this.slots === ARENA_SLOTS || this.profiler?.full) this.flush();
     const slot = this.slots++;
     this.writeParams(slot, call.params ?? [], entry.label);
     const bindGroup = this.bindGroup(entry, call.bindings);
+    if (this.profiler) {
+      this.endPass();
+      this.pass = this.commandEncoder().beginComputePass({ timestampWrites: this.profiler.next(call.kernel) });
+    }
     const pass = this.computePass();
     pass.setPipeline(entry.pipeline);
     pass.setBindGroup(0, bindGroup, [slot * UNIFORM_SLOT]);
     pass.dispatchWorkgroups(x, y, z);
+    if (this.profiler) this.endPass();
     this.dispatchCount++;
+  }
+
+  /** Starts timing every dispatch on the GPU (needs the adapter's timestamp-query feature). */
+  startProfiling(): void {
+    if (!gpu().hasTimestamps) throw new DeviceError('profiling needs the timestamp-query feature, which this adapter lacks');
+    this.flush();
+    this.profiler ??= new Profiler(this.device);
+  }
+
+  /** Stops timing and returns GPU milliseconds per kernel, summed over its dispatches, slowest first. */
+  async stopProfiling(): Promise<KernelTime[]> {
+    const profiler = this.profiler;
+    if (!profiler) return [];
+    await this.sync();
+    this.profiler = null;
+    const times = await profiler.collect(platform().waitForGPU.bind(platform()));
+    profiler.destroy();
+    return times;
   }
 
   /** Records a buffer-to-buffer copy (ends the current compute pass). */
@@ -162,6 +187,7 @@ export class Runtime {
       return;
     }
     this.endPass();
+    this.profiler?.resolve(this.encoder);
     if (this.slots > 0) this.device.queue.writeBuffer(this.uniformBuffer, 0, this.arena, 0, this.slots * UNIFORM_SLOT);
     this.device.queue.submit([this.encoder.finish()]);
     this.submitCount++;
