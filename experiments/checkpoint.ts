@@ -18,15 +18,8 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
   renameSync(tmp, path);
 }
 
-/** Reads every parameter and buffer of a module back from the GPU, by state_dict name. */
-export async function readStateDict(model: Module<unknown>): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, t] of model.stateDict()) out.set(name, { shape: [...t.shape], data: await t.toArray() });
-  return out;
-}
-
 export async function saveWeights(path: string, model: Module<unknown>, metadata: Record<string, string> = {}): Promise<void> {
-  writeFileAtomic(path, writeSafetensors(await readStateDict(model), metadata));
+  writeFileAtomic(path, writeSafetensors(await model.readStateDict(), metadata));
 }
 
 /** Reads a weights file of any supported format (safetensors, torch zip or legacy .pth). */

@@ -21,7 +21,7 @@ import {
   writeSplit,
   type Sample,
 } from './data/index.ts';
-import { readWeightsFile, writeFileAtomic } from './checkpoint.ts';
+import { readWeightsFile, saveWeights, writeFileAtomic } from './checkpoint.ts';
 import { Progress } from './progress.ts';
 import { encodePng, filterGrid } from './visualize/images.ts';
 
@@ -261,7 +261,7 @@ export async function train(config: TrainConfig): Promise<RunResult> {
   const saveCheckpoint = async () => {
     await rt().sync();
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const [name, t] of model.stateDict()) tensors.set(`model.${name}`, { shape: [...t.shape], data: await t.toArray() });
+    for (const [name, v] of await model.readStateDict()) tensors.set(`model.${name}`, v);
     const adamState = await adam.stateDict();
     adamState.expAvg.forEach((m, i) => {
       if (m.length) tensors.set(`adam.exp_avg.${i}`, { shape: [m.length], data: m });
@@ -357,7 +357,7 @@ export async function train(config: TrainConfig): Promise<RunResult> {
       cfg.onEpoch?.(metrics);
       if (metrics.valAcc > state.best.acc) {
         state.best = { acc: metrics.valAcc, epoch };
-        writeFileAtomic(join(out, 'best.safetensors'), writeSafetensors(await stateArrays(model), { epoch: String(epoch), valAcc: String(metrics.valAcc) }));
+        await saveWeights(join(out, 'best.safetensors'), model, { epoch: String(epoch), valAcc: String(metrics.valAcc) });
       }
       await saveFilters(model, filterLayers, join(out, 'filters', `epoch-${String(epoch).padStart(2, '0')}`));
       scheduler.step();
@@ -387,23 +387,15 @@ export async function train(config: TrainConfig): Promise<RunResult> {
   return result;
 }
 
-async function stateArrays(model: Module<unknown>) {
-  const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, t] of model.stateDict()) out.set(name, { shape: [...t.shape], data: await t.toArray() });
-  return out;
-}
-
 /** Algorithm 1 of the paper: each chosen conv layer's weights at the end of the epoch, as data and as a picture. */
 async function saveFilters(model: Module<unknown>, layers: string[], dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const layer of layers) {
-    const weight = model.get(layer).stateDict().get('weight');
-    if (!weight) throw new CelgradError(`--filter-layers: '${layer}' has no weight`);
-    const data = await weight.toArray();
-    tensors.set(layer, { shape: [...weight.shape], data });
-    const colour = weight.shape[1] === 3;
-    writeFileSync(join(dir, `${layer}.png`), encodePng(filterGrid(data, weight.shape as [number, number, number, number], { colour })));
+    const weight = (await model.get(layer).readStateDict()).get('weight');
+    if (!weight || weight.shape.length !== 4) throw new CelgradError(`--filter-layers: '${layer}' is not a conv layer (no 4-D weight)`);
+    tensors.set(layer, weight);
+    writeFileSync(join(dir, `${layer}.png`), encodePng(filterGrid(weight.data, weight.shape, { colour: weight.shape[1] === 3 })));
   }
   writeFileAtomic(join(dir, 'filters.safetensors'), writeSafetensors(tensors));
 }

@@ -1,7 +1,9 @@
 // 2-D batch normalisation (torch.nn.BatchNorm2d), optionally fused with ReLU, with its derivative.
 // Kernel: kernels/batchnorm.wgsl. Reference: test/reference/batchnorm.ts.
 import batchnormSource from '../../kernels/batchnorm.wgsl';
+import { getBackwardMode } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
+import { mapUnary } from './elementwise.ts';
 import { gpu } from '../gpu.ts';
 import { f32, registerKernel, rt } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
@@ -91,13 +93,17 @@ export function batchNorm2d(
       const gx = Tensor.empty(x.shape);
       const gw = Tensor.empty([c]);
       const gb = Tensor.empty([c]);
+      // Guided backpropagation through the fused ReLU: only positive gradients pass (the kernel
+      // already masks by the ReLU's input sign).
+      const upstream = relu && getBackwardMode() === 'guided' ? mapUnary(g, 'max(x, 0.0)') : g;
       rt().dispatch({
         kernel: 'batchnorm',
         spec: { ...kernel, BACKWARD: true },
         params,
-        bindings: [x, weight, bias, saved, g, gx, gw, gb].map((t) => ({ buffer: t.buffer })),
+        bindings: [x, weight, bias, saved, upstream, gx, gw, gb].map((t) => ({ buffer: t.buffer })),
         workgroups: [c],
       });
+      if (upstream !== g) upstream.dispose();
       return [gx, gw, gb];
     },
   };

@@ -6,7 +6,9 @@
 //   a_kij = G^2 / (2 G^2 + sum_ab A_kab * G^3)   (0 where G = 0),   w_k = sum_ij a_kij ReLU(G_kij),
 //   L = ReLU(sum_k w_k A_k).
 
-export type CamSignal = 'ok' | 'no-signal' | 'not-finite';
+import { camSignal, type CamSignal } from '../visualize/images.ts';
+
+export type { CamSignal };
 
 export interface Cam {
   /** The raw map, h*w, before normalisation (ReLU applied). */
@@ -34,17 +36,6 @@ function combine(a: ArrayLike<number>, weights: Float64Array, c: number, hw: num
   return map;
 }
 
-export function signalOf(map: ArrayLike<number>): CamSignal {
-  let max = -Infinity;
-  let min = Infinity;
-  for (let i = 0; i < map.length; i++) {
-    if (!Number.isFinite(map[i])) return 'not-finite';
-    max = Math.max(max, map[i]);
-    min = Math.min(min, map[i]);
-  }
-  return max > 0 && max > min ? 'ok' : 'no-signal';
-}
-
 export function gradCam(a: ArrayLike<number>, g: ArrayLike<number>, shape: readonly number[]): Cam {
   const [c, h, w] = check(a, g, shape);
   const hw = h * w;
@@ -55,7 +46,7 @@ export function gradCam(a: ArrayLike<number>, g: ArrayLike<number>, shape: reado
     weights[k] = s / hw;
   }
   const map = combine(a, weights, c, hw);
-  return { map, width: w, height: h, weights, signal: signalOf(map) };
+  return { map, width: w, height: h, weights, signal: camSignal(map) };
 }
 
 export function gradCamPlusPlus(a: ArrayLike<number>, g: ArrayLike<number>, shape: readonly number[]): Cam {
@@ -75,7 +66,7 @@ export function gradCamPlusPlus(a: ArrayLike<number>, g: ArrayLike<number>, shap
     weights[k] = wk;
   }
   const map = combine(a, weights, c, hw);
-  return { map, width: w, height: h, weights, signal: signalOf(map) };
+  return { map, width: w, height: h, weights, signal: camSignal(map) };
 }
 
 /** Min-max scales a map to [0, 1] (as pytorch-grad-cam's scale_cam_image); a flat map stays zero. */
