@@ -1,16 +1,16 @@
-// conv2d forward as an implicit GEMM (no im2col buffer), NCHW input, weight re-laid out as OHWI.
+// conv2d forward as an implicit GEMM (no im2col buffer), NCHW input, weight packed by conv2d_pack.wgsl.
 //
 //   y[n, g Og + o, oh, ow] = bias[g Og + o]
-//       + sum_{i, j, c} x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw] * w[g Og + o, i, j, c]
+//       + sum_{i, j, c} x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw] * w[g Og + o, c, i, j]
 //
 // GEMM view: rows = output positions (n, oh, ow) of the batch, columns = output channels of group g,
 // k = (i, j, c). The structure is kernels/matmul_subgroup.wgsl's (read its header for why): one
 // subgroup per workgroup, each lane owns TM rows x 4 columns; per step of 4 input channels at one
 // kernel position the row operand (input pixels, the same for every lane) is gathered once per
-// subgroup and shuffled round, and each lane loads its own 4x4 weight block as 4 vec4 along c
-// (that is why the weight is OHWI). Pixels in the padding read as 0.
+// subgroup and shuffled round, and each lane loads its own 4x4 weight block (4 output x 4 input
+// channels), the next 64 bytes of the packed weight. Pixels in the padding read as 0.
 //
-// Specialisation: SG, TM, W_VEC (Cg % 4 == 0: vec4 weight loads), BIAS, RELU.
+// Specialisation: SG, TM, BIAS, RELU.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
 enable subgroups;
 
@@ -40,11 +40,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-#if ${W_VEC}
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
-#else
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-#endif
 #if ${BIAS}
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
@@ -56,14 +52,6 @@ const SG: u32 = ${SG}u;
 const TM: u32 = ${TM}u;
 const LOADS: u32 = TM / SG; // rows each lane gathers per step
 
-fn load_w(e: u32) -> vec4<f32> {
-#if ${W_VEC}
-  return w[e / 4u];
-#else
-  return vec4(w[e], w[e + 1u], w[e + 2u], w[e + 3u]);
-#endif
-}
-
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let p = params;
@@ -72,6 +60,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
   let g = wg.z / p.col_tiles;
   let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
   let hw = p.h * p.w;
+  let quads = (p.cg + 3u) / 4u;
+  // This lane's weights for k step 0; each step is SG x 4 vec4 further.
+  let w_lane = wg.z * p.kh * p.kw * quads * SG * 4u + lane * 4u;
 
   // The rows this lane gathers: image, and the input pixel under kernel position (0, 0).
   var x_img: array<u32, LOADS>;
@@ -98,19 +89,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
         inside[q] = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
         x_at[q] = x_img[q] + u32(select(0, ih * i32(p.w) + iw, inside[q]));
       }
-      // This lane's weights at (i, j): w[g Og + col + jj, i, j, c] (OHWI).
-      let w_step = p.kh * p.kw * p.cg; // between output channels
-      let w_ij = (i * p.kw + j) * p.cg;
+      let w_ij = w_lane + (i * p.kw + j) * quads * SG * 4u;
       for (var c0 = 0u; c0 < p.cg; c0 += 4u) {
         let c_ok = vec4(c0, c0 + 1u, c0 + 2u, c0 + 3u) < vec4(p.cg);
-        var wt: array<vec4<f32>, 4>; // wt[jj] = 4 input channels for output channel col + jj
-        for (var jj = 0u; jj < 4u; jj++) {
-          let o = min(col + jj, p.og - 1u); // columns past the group's edge compute garbage, never stored
-          wt[jj] = select(vec4(0.0), load_w((g * p.og + o) * w_step + w_ij + c0), c_ok);
-        }
         var wk: array<vec4<f32>, 4>; // wk[t] = input channel c0 + t for the lane's 4 output channels
+        let w_at = w_ij + c0 * SG; // (c0 / 4) steps of SG x 4 vec4
         for (var t = 0u; t < 4u; t++) {
-          wk[t] = vec4(wt[0][t], wt[1][t], wt[2][t], wt[3][t]);
+          wk[t] = w[w_at + t];
         }
         for (var q = 0u; q < LOADS; q++) {
           let e = x_at[q] + c0 * hw;

@@ -1,6 +1,6 @@
 // conv2d gradient w.r.t. the input as an implicit GEMM (a transposed convolution, no col2im buffer).
 //
-//   dx[n, g Cg + c, h, w] = sum_{i, j, o} dy[n, g Og + o, oh, ow] * w[g Og + o, i, j, c]   (weight OHWI)
+//   dx[n, g Cg + c, h, w] = sum_{i, j, o} dy[n, g Og + o, oh, ow] * w[g Og + o, c, i, j]
 //   over the (i, j) with h + pt - i dh = oh sh and w + pl - j dw = ow sw, 0 <= oh < Ho, 0 <= ow < Wo.
 //
 // With stride s only 1 in s of the kernel rows (columns) reaches a given input row (column), and which
@@ -11,9 +11,9 @@
 // GEMM view: rows = input pixels of the phase (n, hq, wq), columns = input channels of group g, k =
 // (i, j, o). Same structure as kernels/conv2d_forward.wgsl: the row operand (dy, the same for every
 // lane) is gathered once per subgroup and shuffled round; each lane loads 4 output channels x its 4
-// input channels of the weight as 4 vec4 along c.
+// input channels of the weight, the next 64 bytes of the weight packed by conv2d_pack.wgsl.
 //
-// Specialisation: SG, TM, W_VEC (Cg % 4 == 0).
+// Specialisation: SG, TM.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
 enable subgroups;
 
@@ -47,24 +47,12 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
-#if ${W_VEC}
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
-#else
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-#endif
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 const SG: u32 = ${SG}u;
 const TM: u32 = ${TM}u;
 const LOADS: u32 = TM / SG;
-
-fn load_w(e: u32) -> vec4<f32> {
-#if ${W_VEC}
-  return w[e / 4u];
-#else
-  return vec4(w[e], w[e + 1u], w[e + 2u], w[e + 3u]);
-#endif
-}
 
 // a / b for a multiple a of b > 0 (a may be negative).
 fn exact_div(a: i32, b: i32) -> i32 {
@@ -78,8 +66,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
   if (row0 >= p.rows) { return; }
   let g = wg.z / p.col_tiles;
   let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // input channel within the group
-  let col_ld = select(col, 0u, col >= p.cg); // lanes past the group's edge: garbage, never stored
   let plane = p.ho * p.wo;
+  let quads = (p.og + 3u) / 4u;
+  // This lane's weights for k step 0; each step is SG x 4 vec4 further.
+  let w_lane = wg.z * p.kh * p.kw * quads * SG * 4u + lane * 4u;
 
   // The rows this lane gathers: dy offset of (image, group), and the phase coordinates.
   var dy_img: array<u32, LOADS>;
@@ -111,14 +101,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
         inside[q] = oh >= 0 && oh < i32(p.ho) && ow >= 0 && ow < i32(p.wo);
         dy_at[q] = dy_img[q] + u32(select(0, oh * i32(p.wo) + ow, inside[q]));
       }
-      let w_step = p.kh * p.kw * p.cg; // between output channels
-      let w_ij = (i * p.kw + j) * p.cg + col_ld;
+      let w_ij = w_lane + (i * p.kw + j) * quads * SG * 4u;
       for (var o0 = 0u; o0 < p.og; o0 += 4u) {
         let o_ok = vec4(o0, o0 + 1u, o0 + 2u, o0 + 3u) < vec4(p.og);
         var wk: array<vec4<f32>, 4>; // wk[t] = output channel o0 + t, the lane's 4 input channels
+        let w_at = w_ij + o0 * SG; // (o0 / 4) steps of SG x 4 vec4
         for (var t = 0u; t < 4u; t++) {
-          let o = min(o0 + t, p.og - 1u);
-          wk[t] = select(vec4(0.0), load_w((g * p.og + o) * w_step + w_ij), vec4(o_ok[t]));
+          wk[t] = w[w_at + t];
         }
         for (var q = 0u; q < LOADS; q++) {
           let e = dy_at[q] + o0 * plane;

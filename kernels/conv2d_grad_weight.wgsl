@@ -1,17 +1,17 @@
-// conv2d gradient w.r.t. the weight as an implicit GEMM, one kernel position (i, j) per workgroup.
+// conv2d gradient w.r.t. the weight as an implicit GEMM.
 //
 //   dw[g Og + o, c, i, j] = sum_{n, oh, ow} dy[n, g Og + o, oh, ow] * x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw]
 //
-// GEMM view: rows = input channels c of group g, columns = output channels o of group g, k = every
-// output position of the batch (a long reduction), walked as image, output row, 4 output columns at a
-// time. Same structure as kernels/conv2d_forward.wgsl: the row operand (input pixels, the same for
-// every lane) is gathered once per subgroup and shuffled round; each lane loads its 4 output channels
-// x 4 positions of dy as 4 vec4 along ow. Output rows whose input row falls in the padding are
-// skipped for the whole subgroup.
+// GEMM view: rows = (c, i, j) of group g (dw's own layout, so a 3-channel stem fills its tiles as well
+// as a 512-channel layer), columns = output channels o of group g, k = every output position of the
+// batch (a long reduction), walked as image, output row, 4 output columns at a time. Same structure as
+// kernels/conv2d_forward.wgsl: the row operand (input pixels, the same for every lane) is gathered once
+// per subgroup and shuffled round; each lane loads its 4 output channels x 4 positions of dy as 4 vec4
+// along ow.
 //
 // Specialisation: SG, TM, DY_VEC (Wo % 4 == 0: vec4 dy loads), ACCUMULATE (add into dw: batch chunks
 // after the first).
-// Dispatch: x = row tile, z = column tile + col_tiles * (i kW + j + kH kW group).
+// Dispatch: x = row tile, z = column tile + col_tiles * group.
 enable subgroups;
 
 struct Params {
@@ -61,49 +61,59 @@ fn load_dy(e: u32) -> vec4<f32> {
 @compute @workgroup_size(SG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let p = params;
-  let row0 = wg.x * TM; // input channel within the group
+  let khw = p.kh * p.kw;
+  let rows = p.cg * khw;
+  let row0 = wg.x * TM; // row = (c, i, j) of the group, as laid out in dw
+  let g = wg.z / p.col_tiles;
   let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
-  let kpos = wg.z / p.col_tiles;
-  let g = kpos / (p.kh * p.kw);
-  let i = (kpos / p.kw) % p.kh;
-  let j = kpos % p.kw;
   let hw = p.h * p.w;
   let plane = p.ho * p.wo;
 
-  // x offset of the channel each gathered row stands for (image 0), and of this lane's dy columns.
+  // For each row this lane gathers: its channel's x offset (image 0) and the kernel offset (i dh - pt, j dw - pl).
   var x_chan: array<u32, LOADS>;
+  var di: array<i32, LOADS>;
+  var dj: array<vec4<i32>, LOADS>;
   for (var q = 0u; q < LOADS; q++) {
-    x_chan[q] = p.x_off + (g * p.cg + min(row0 + q * SG + lane, p.cg - 1u)) * hw;
+    let r = min(row0 + q * SG + lane, rows - 1u);
+    let c = r / khw;
+    x_chan[q] = p.x_off + (g * p.cg + c) * hw;
+    di[q] = i32((r / p.kw) % p.kh) * p.dh - p.pt;
+    dj[q] = vec4(i32(r % p.kw) * p.dw - p.pl);
   }
   var dy_chan: array<u32, 4>; // dy offset of this lane's output channels (image 0)
   for (var jj = 0u; jj < 4u; jj++) {
     dy_chan[jj] = p.dy_off + (g * p.og + min(col + jj, p.og - 1u)) * plane; // past the edge: garbage, not stored
   }
-  let jw = i32(j) * p.dw - p.pl;
 
   var acc: array<vec4<f32>, TM>;
   for (var n = 0u; n < p.n; n++) {
     for (var oh = 0u; oh < p.ho; oh++) {
-      let ih = i32(oh) * p.sh - p.pt + i32(i) * p.dh;
-      if (ih < 0 || ih >= i32(p.h)) { continue; }
-      let x_row = n * p.c_total * hw + u32(ih) * p.w;
       let dy_row = n * p.o_total * plane + oh * p.wo;
+      // Per gathered row: the input row, and whether it is inside.
+      var x_row: array<u32, LOADS>;
+      var row_in: array<bool, LOADS>;
+      for (var q = 0u; q < LOADS; q++) {
+        let ih = i32(oh) * p.sh + di[q];
+        row_in[q] = ih >= 0 && ih < i32(p.h);
+        x_row[q] = x_chan[q] + n * p.c_total * hw + u32(select(0, ih, row_in[q])) * p.w;
+      }
       for (var ow0 = 0u; ow0 < p.wo; ow0 += 4u) {
         let ow = vec4(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u);
-        let iw = vec4<i32>(ow) * p.sw + jw;
-        let ok = (ow < vec4(p.wo)) & (iw >= vec4(0)) & (iw < vec4(i32(p.w)));
-        let iwc = vec4<u32>(select(vec4(0), iw, ok));
+        let ow_ok = ow < vec4(p.wo);
         var dt: array<vec4<f32>, 4>; // dt[jj] = dy at the 4 positions for output channel col + jj
         for (var jj = 0u; jj < 4u; jj++) {
-          dt[jj] = select(vec4(0.0), load_dy(dy_chan[jj] + dy_row + ow0), ow < vec4(p.wo));
+          dt[jj] = select(vec4(0.0), load_dy(dy_chan[jj] + dy_row + ow0), ow_ok);
         }
         var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position t
         for (var t = 0u; t < 4u; t++) {
           dk[t] = vec4(dt[0][t], dt[1][t], dt[2][t], dt[3][t]);
         }
+        let ow_s = vec4<i32>(ow) * p.sw;
         for (var q = 0u; q < LOADS; q++) {
-          let e = x_chan[q] + x_row;
-          let mine = select(vec4(0.0), vec4(x[e + iwc.x], x[e + iwc.y], x[e + iwc.z], x[e + iwc.w]), ok);
+          let iw = ow_s + dj[q];
+          let ok = ow_ok & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
+          let e = vec4(x_row[q]) + vec4<u32>(select(vec4(0), iw, ok));
+          let mine = select(vec4(0.0), vec4(x[e.x], x[e.y], x[e.z], x[e.w]), ok);
           for (var s = 0u; s < SG; s++) {
             let v = subgroupShuffle(mine, s);
             let r = q * SG + s;
@@ -114,14 +124,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
     }
   }
 
-  let khw = p.kh * p.kw;
   for (var r = 0u; r < TM; r++) {
-    let c = row0 + r;
-    if (c >= p.cg) { break; }
+    let row = row0 + r;
+    if (row >= rows) { break; }
     for (var jj = 0u; jj < 4u; jj++) {
       let o = col + jj;
       if (o < p.og) {
-        let e = ((g * p.og + o) * p.cg + c) * khw + i * p.kw + j;
+        let e = (g * p.og + o) * rows + row;
 #if ${ACCUMULATE}
         dw[e] += acc[r][jj];
 #else

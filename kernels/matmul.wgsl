@@ -14,6 +14,10 @@ struct Params {
   b_batch: u32,
   b_row: u32,
   b_col: u32,
+  // element offsets of A, B and C in their bindings
+  a_off: u32,
+  b_off: u32,
+  c_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -31,8 +35,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let batch = gid.z;
   if (row0 >= params.m || col0 >= params.n) { return; }
   var acc: array<array<f32, TN>, TM>;
-  let a_base = batch * params.a_batch;
-  let b_base = batch * params.b_batch;
+  let a_base = params.a_off + batch * params.a_batch;
+  let b_base = params.b_off + batch * params.b_batch;
   for (var kk = 0u; kk < params.k; kk++) {
     var av: array<f32, TM>;
     var bv: array<f32, TN>;
@@ -50,7 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       }
     }
   }
-  let c_base = batch * params.m * params.n;
+  let c_base = params.c_off + batch * params.m * params.n;
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) {
       if (row0 + i < params.m && col0 + j < params.n) {

@@ -14,7 +14,7 @@
 // are never stored; k past the edge is masked to 0 (both operands, so garbage never meets a 0).
 //
 // Specialisation: SG lanes, TM rows per lane (a multiple of SG), A_T (A stored [k][m]), B_T
-// (B stored [n][k]), A_VEC, B_VEC, C_VEC (N % 4 == 0: vec4 stores).
+// (B stored [n][k]), A_VEC, B_VEC, C_VEC (N % 4 == 0 and C's offset too: vec4 stores).
 // Dispatch: (ceil(N / (4 SG)), ceil(M / TM), batch).
 enable subgroups;
 
@@ -24,6 +24,9 @@ struct Params {
   k: u32,
   a_batch: u32, // element strides between batch entries (0: shared by every batch entry)
   b_batch: u32,
+  a_off: u32, // element offsets of A, B and C in their bindings
+  b_off: u32,
+  c_off: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -71,8 +74,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
   let k = params.k;
   let row0 = wg.y * TM;
   let col = (wg.x * SG + lane) * 4u;
-  let a0 = wg.z * params.a_batch;
-  let b0 = wg.z * params.b_batch;
+  let a0 = params.a_off + wg.z * params.a_batch;
+  let b0 = params.b_off + wg.z * params.b_batch;
   var acc: array<vec4<f32>, TM>;
 
   for (var k0 = 0u; k0 < k; k0 += 4u) {
@@ -122,7 +125,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
   }
 
   if (col >= n) { return; }
-  let c0 = wg.z * m * n;
+  let c0 = params.c_off + wg.z * m * n;
   for (var i = 0u; i < TM; i++) {
     let row = row0 + i;
     if (row < m) {

@@ -6,7 +6,7 @@ import matmulSubgroupSource from '../../kernels/matmul_subgroup.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
 import { gpu } from '../gpu.ts';
 import { platform } from '../platform/index.ts';
-import { registerKernel, rt } from '../runtime.ts';
+import { registerKernel, rt, type Binding } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
 import { reshape } from './shape.ts';
 
@@ -110,15 +110,19 @@ function matmulRaw(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tens
   const out = Tensor.empty([...batchDims, m, n]);
   if (out.size === 0) return out;
   // k = 0 needs no special case: both kernels then store zeros.
-  recordGemm({ a: a.buffer, b: b.buffer, c: out.buffer, m, n, k, batch, transA, transB, aBatch: m * k, bBatch: k * n });
+  recordGemm({ a: { buffer: a.buffer }, b: { buffer: b.buffer }, c: { buffer: out.buffer }, m, n, k, batch, transA, transB, aBatch: m * k, bBatch: k * n });
   return out;
 }
 
 /** One GEMM over raw buffers: C[i] = op(A[i]) op(B[i]) for i < batch, C contiguous [batch, m, n]. */
 export interface Gemm {
-  a: GPUBuffer;
-  b: GPUBuffer;
-  c: GPUBuffer;
+  a: Binding;
+  b: Binding;
+  c: Binding;
+  /** Element offsets of the matrices within their bindings (default 0). */
+  aOffset?: number;
+  bOffset?: number;
+  cOffset?: number;
   m: number;
   n: number;
   k: number;
@@ -133,8 +137,8 @@ export interface Gemm {
 
 /** Records one GEMM with the current variant (also used by conv2d's 1x1 fast path). */
 export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): void {
-  const { m, n, k, batch, transA, transB } = g;
-  const bindings = [{ buffer: g.a }, { buffer: g.b }, { buffer: g.c }];
+  const { m, n, k, batch, transA, transB, aOffset = 0, bOffset = 0, cOffset = 0 } = g;
+  const bindings = [g.a, g.b, g.c];
   if (variant === 'subgroup') {
     const SG = gpu().facts.subgroupSize;
     // 24 rows per lane measured best on lavapipe (16: -10%, 32: -8%, 48: -30%); a multiple of SG.
@@ -149,11 +153,11 @@ export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): v
         TM,
         A_T: transA,
         B_T: transB,
-        A_VEC: aContig % 4 === 0 && g.aBatch % 4 === 0,
-        B_VEC: bContig % 4 === 0 && g.bBatch % 4 === 0,
-        C_VEC: n % 4 === 0,
+        A_VEC: aContig % 4 === 0 && g.aBatch % 4 === 0 && aOffset % 4 === 0,
+        B_VEC: bContig % 4 === 0 && g.bBatch % 4 === 0 && bOffset % 4 === 0,
+        C_VEC: n % 4 === 0 && cOffset % 4 === 0,
       },
-      params: [m, n, k, g.aBatch, g.bBatch],
+      params: [m, n, k, g.aBatch, g.bBatch, aOffset, bOffset, cOffset],
       bindings,
       workgroups: [Math.ceil(n / (4 * SG)), Math.ceil(m / TM), batch],
     });
@@ -164,7 +168,7 @@ export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): v
   rt().dispatch({
     kernel: 'matmul',
     spec: { TM: T, TN: T },
-    params: [m, n, k, batch, g.aBatch, ...(transA ? [1, m] : [k, 1]), g.bBatch, ...(transB ? [1, k] : [n, 1])],
+    params: [m, n, k, batch, g.aBatch, ...(transA ? [1, m] : [k, 1]), g.bBatch, ...(transB ? [1, k] : [n, 1]), aOffset, bOffset, cOffset],
     bindings,
     workgroups: [Math.ceil(n / (8 * T)), Math.ceil(m / (8 * T)), batch],
   });

@@ -1,0 +1,65 @@
+// Packs an OIHW conv weight into the order in which the lanes of kernels/conv2d_forward.wgsl
+// (FOR_INPUT false) or kernels/conv2d_grad_input.wgsl (FOR_INPUT true) read it: per group, column
+// tile and k step, SG lanes x 4 vec4. A workgroup then streams one contiguous block per step (512
+// bytes with 8 lanes) instead of 32 rows of the weight far apart, which kept the weights of wide
+// layers (512 x 512 x 3 x 3) from staying in cache. Zeros pad the channel counts to whole blocks, so
+// the GEMM kernels need no masks and always load vec4.
+//
+//   forward:    block (g, tile, ks = (i kW + j) C4 + c / 4), lane, t -> 4 output channels tile 4 SG + 4 lane + (0..3)
+//               at input channel c + t;   C4 = ceil(Cg / 4)
+//   grad input: block (g, tile, ks = (i kW + j) O4 + o / 4), lane, t -> output channel o + t at 4 input
+//               channels tile 4 SG + 4 lane + (0..3);   O4 = ceil(Og / 4)
+// One workgroup per block (4 SG vec4s), one invocation per vec4. Block indices are split with f32
+// division (exact below 2^23): lavapipe runs integer division lane by lane.
+
+struct Params {
+  blocks: u32,
+  blocks_x: u32, // blocks per row of the 2-D grid
+  cg: u32,
+  og: u32,
+  khw: u32,
+  col_tiles: u32,
+  steps: u32, // k steps per column tile
+  quads: u32, // C4 (forward) or O4 (grad input)
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> packed: array<vec4<f32>>;
+
+const SG: u32 = ${SG}u;
+
+// floor(a / b) for a < 2^23.
+fn div(a: u32, b: u32) -> u32 {
+  return u32((f32(a) + 0.5) / f32(b));
+}
+
+@compute @workgroup_size(4 * SG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let p = params;
+  let block = wg.x + wg.y * p.blocks_x;
+  if (block >= p.blocks) { return; }
+  let t = lid % 4u;
+  let lane = lid / 4u;
+  let gt = div(block, p.steps); // g col_tiles + tile
+  let ks = block - gt * p.steps;
+  let g = div(gt, p.col_tiles);
+  let tile = gt - g * p.col_tiles;
+  let ij = div(ks, p.quads);
+  let col = tile * SG * 4u + lane * 4u; // first of the lane's 4 columns
+  let k = (ks - ij * p.quads) * 4u + t; // the reduction index within this kernel position
+  var out = vec4(0.0);
+  for (var jj = 0u; jj < 4u; jj++) {
+#if ${FOR_INPUT}
+    let o = k;
+    let c = col + jj;
+#else
+    let o = col + jj;
+    let c = k;
+#endif
+    if (o < p.og && c < p.cg) {
+      out[jj] = w[((g * p.og + o) * p.cg + c) * p.khw + ij];
+    }
+  }
+  packed[block * 4u * SG + lid] = out;
+}
