@@ -7,6 +7,9 @@ import { startGPU } from './gpu-node.ts';
 import { describeModels, MODELS } from '../models/index.ts';
 import { train, type Regime } from './train.ts';
 import { evalRun } from './evaluate.ts';
+import { runStudy, PRESETS, type Preset } from './study.ts';
+import { explainImage } from './explain/command.ts';
+import { METHODS, type Method } from './explain/explain.ts';
 
 const USAGE = `celgrad — a transparent deep-learning engine on WebGPU, and a study of cartoon-face recognition
 
@@ -19,6 +22,10 @@ Usage:
                 [--epochs 10 --batch-size 32 --lr 1e-3 --step-size 7 --gamma 1 --image-size S --classes N --seed 0]
                 [--checkpoint-every K] [--resume]          one training run (the paper's defaults)
   celgrad eval --run RUN [--data DIR]                      top-1/top-5, per-class accuracy, confusions
+  celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
+                [--models resnet50,inception_v3] [--regimes pretrained,scratch] [--epochs N] [--layers L1,L2] [--resume]
+  celgrad explain --run RUN --image IMG --out PNG [--method gradcam|gradcam++|guided|guided-gradcam|saliency|smoothgrad]
+                [--layer NAME] [--class N]
 
 Adapter selection: --backend/--adapter or CELGRAD_BACKEND / CELGRAD_ADAPTER (Dawn's backend= and adapter= options).`;
 
@@ -124,6 +131,70 @@ const commands: Record<string, Command> = {
     await startGPU(values);
     const report = await evalRun(values.run, { data: values.data });
     console.log(values.json ? JSON.stringify(report, null, 2) : report.text);
+    return 0;
+  },
+  async study(args) {
+    const { values } = parse(args, {
+      ...adapterOptions,
+      preset: { type: 'string' },
+      out: { type: 'string' },
+      data: { type: 'string' },
+      'weights-dir': { type: 'string' },
+      models: { type: 'string' },
+      regimes: { type: 'string' },
+      epochs: { type: 'string' },
+      layers: { type: 'string' },
+      'gradcam-layer': { type: 'string' },
+      seed: { type: 'string' },
+      resume: { type: 'boolean' },
+    });
+    const preset = (values.preset ?? 'smoke') as Preset;
+    if (!(preset in PRESETS)) throw new CelgradError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got '${preset}'`);
+    const models = values.models?.split(',');
+    for (const m of models ?? []) if (!(m in MODELS)) throw new CelgradError(`unknown model '${m}' in --models; known: ${Object.keys(MODELS).join(', ')}`);
+    const regimes = values.regimes?.split(',') as Regime[] | undefined;
+    for (const r of regimes ?? []) {
+      if (!['pretrained', 'scratch', 'finetune'].includes(r)) throw new CelgradError(`unknown regime '${r}' in --regimes (pretrained, scratch, finetune)`);
+    }
+    await startGPU(values);
+    await runStudy({
+      preset,
+      out: values.out ?? 'out/study',
+      data: values.data,
+      weightsDir: values['weights-dir'],
+      models,
+      regimes,
+      epochs: values.epochs ? int(values.epochs, 0, 'epochs') : undefined,
+      layers: values.layers?.split(','),
+      gradcamLayer: values['gradcam-layer'],
+      seed: int(values.seed, 0, 'seed'),
+      resume: values.resume,
+    });
+    return 0;
+  },
+  async explain(args) {
+    const { values } = parse(args, {
+      ...adapterOptions,
+      run: { type: 'string' },
+      image: { type: 'string' },
+      out: { type: 'string' },
+      method: { type: 'string' },
+      layer: { type: 'string' },
+      class: { type: 'string' },
+    });
+    for (const required of ['run', 'image', 'out'] as const) if (!values[required]) throw new CelgradError(`explain needs --${required}`);
+    const method = (values.method ?? 'gradcam') as Method;
+    if (!METHODS.includes(method)) throw new CelgradError(`--method must be one of ${METHODS.join(', ')}, got '${method}'`);
+    await startGPU(values);
+    const summary = await explainImage({
+      run: values.run!,
+      image: values.image!,
+      out: values.out!,
+      method,
+      layer: values.layer,
+      target: values.class === undefined ? undefined : int(values.class, 0, 'class'),
+    });
+    console.log(summary);
     return 0;
   },
   async data([sub, ...args]) {

@@ -1,0 +1,72 @@
+// `celgrad explain`: one image, one trained run, one explanation method, written as a PNG panel
+// (the input beside the explanation) with the prediction in the caption.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CelgradError } from '../../engine/errors.ts';
+import { createModel, modelInfo } from '../../models/index.ts';
+import { readWeightsFile } from '../checkpoint.ts';
+import { loadImage, valTransform } from '../data/index.ts';
+import { chwToRgba, encodePng, heatmapOverlay, labelledRow, type RgbaImage } from '../visualize/images.ts';
+import { camOf, guidedGradCam, inputGradient, predict, saliencyOf, smoothGrad, type Method } from './explain.ts';
+
+interface RunConfig {
+  model: string;
+  inputSize: number;
+  classes: string[];
+  transformInput?: boolean;
+}
+
+/** A signed gradient image [3, S, S] shown as pixels: centred on grey, scaled by its largest magnitude. */
+function gradientImage(g: Float32Array, size: number): RgbaImage {
+  let max = 0;
+  for (const v of g) max = Math.max(max, Math.abs(v));
+  const hw = size * size;
+  const data = new Uint8Array(hw * 4);
+  for (let i = 0; i < hw; i++) {
+    for (let c = 0; c < 3; c++) data[i * 4 + c] = Math.round(127.5 + (max > 0 ? (g[c * hw + i] / max) * 127.5 : 0));
+    data[i * 4 + 3] = 255;
+  }
+  return { width: size, height: size, data };
+}
+
+export async function explainImage(o: { run: string; image: string; out: string; method: Method; layer?: string; target?: number }): Promise<string> {
+  const configPath = join(o.run, 'config.json');
+  if (!existsSync(configPath)) throw new CelgradError(`${o.run} is not a run folder (no config.json): pass the folder celgrad train or study wrote`);
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as RunConfig;
+  const size = config.inputSize;
+  const model = createModel(config.model, { numClasses: config.classes.length, auxLogits: false, transformInput: config.transformInput });
+  const { tensors } = readWeightsFile(join(o.run, 'best.safetensors'));
+  for (const k of [...tensors.keys()]) if (k.startsWith('AuxLogits.')) tensors.delete(k);
+  model.loadStateDict(tensors, { strict: true });
+  try {
+    const image = await loadImage(o.image, valTransform(size));
+    const original = chwToRgba(image, [3, size, size]);
+    const prediction = await predict(model, image, size);
+    const target = o.target ?? prediction.predicted;
+    if (target < 0 || target >= config.classes.length) throw new CelgradError(`--class ${target} is outside 0..${config.classes.length - 1}`);
+    const layer = o.layer ?? modelInfo(config.model).lastConvLayer;
+    let panel: RgbaImage;
+    let note = '';
+    if (o.method === 'gradcam' || o.method === 'gradcam++') {
+      const { cam } = await camOf(model, image, size, { layer, target, plusPlus: o.method === 'gradcam++' });
+      const overlay = heatmapOverlay(original, cam.map, cam.width, cam.height);
+      panel = overlay.image;
+      if (overlay.signal !== 'ok') note = ` (the map is ${overlay.signal}: nothing to show)`;
+    } else if (o.method === 'saliency' || o.method === 'smoothgrad') {
+      const map = o.method === 'saliency' ? saliencyOf(await inputGradient(model, image, size, target), size) : await smoothGrad(model, image, size, target);
+      panel = heatmapOverlay(original, map, size, size, 0.6).image;
+    } else {
+      const guided = await inputGradient(model, image, size, target, true);
+      if (o.method === 'guided') panel = gradientImage(guided, size);
+      else {
+        const { cam } = await camOf(model, image, size, { layer, target });
+        panel = gradientImage(guidedGradCam(guided, cam, size), size);
+      }
+    }
+    const caption = `${o.method} for ${config.classes[target]}\npredicted ${config.classes[prediction.predicted]} (${(prediction.probabilities[prediction.predicted] * 100).toFixed(1)}%)`;
+    writeFileSync(o.out, encodePng(labelledRow([{ image: original, caption: 'input' }, { image: panel, caption }])));
+    return `${o.method} of ${o.image} for class ${config.classes[target]} (layer ${layer}) written to ${o.out}${note}`;
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,413 @@
+// The study: the paper's grid (models x regimes) trained on one shared split, then Table 1, Figure 1,
+// filters per epoch, feature maps from forward hooks, Grad-CAM panels, and one offline report.html.
+//
+// The "pretrained" arm needs weights. With --weights-dir it takes torchvision's ImageNet files (or
+// timm's *.tv_in1k safetensors); without, each backbone is first trained on a different synthetic
+// task (other identities, never the target ones) and that result is cached and used, and the table
+// and report say so.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { gpu } from '../engine/gpu.ts';
+import { Tensor, noGrad, scopeAsync } from '../engine/index.ts';
+import { Conv2d } from '../engine/nn/index.ts';
+import { createModel, modelInfo, type Classifier, type ClassifierOutput } from '../models/index.ts';
+import { generateSynthFaces, loadImage, readSplit, valTransform } from './data/index.ts';
+import { readWeightsFile } from './checkpoint.ts';
+import { camOf } from './explain/explain.ts';
+import { formatSeconds } from './progress.ts';
+import { train, type Regime, type RunResult } from './train.ts';
+import { chwToRgba, encodePng, featureMapGrid, heatmapOverlay, labelledRow } from './visualize/images.ts';
+import {
+  comparisonSentences,
+  table1Rows,
+  writeCurves,
+  writeReport,
+  writeTable1,
+  type FeatureMapPanel,
+  type FilterSeries,
+  type GradcamPanel,
+  type ReportData,
+  type RunSummary,
+} from './visualize/report.ts';
+
+export type Preset = 'smoke' | 'quick' | 'paper';
+
+interface PresetConfig {
+  /** Synthetic target set (smoke, quick) or the user's data (paper). */
+  synth?: { identities: number; perIdentity: number; size: number; seed: number };
+  /** The synthetic source task used to pretrain backbones when no ImageNet weights are given. */
+  source: { identities: number; perIdentity: number; size: number; seed: number; epochs: number };
+  classes?: number;
+  imageSize: Record<string, number>;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  stepSize: number;
+  gamma: number;
+  gradcamImages: number;
+}
+
+export const PRESETS: Record<Preset, PresetConfig> = {
+  // About 10 minutes on 2 cores with the software adapter: small images, few identities, 3 epochs.
+  smoke: {
+    synth: { identities: 6, perIdentity: 20, size: 64, seed: 1 },
+    source: { identities: 6, perIdentity: 20, size: 64, seed: 2, epochs: 3 },
+    imageSize: { resnet50: 48, inception_v3: 75, densenet121: 48, vgg16: 48, vgg16_bn: 48 },
+    epochs: 3,
+    batchSize: 16,
+    lr: 1e-3,
+    stepSize: 7,
+    gamma: 1,
+    gradcamImages: 3,
+  },
+  // About an hour on 2 cores: more identities and images, larger inputs, more epochs.
+  quick: {
+    synth: { identities: 20, perIdentity: 40, size: 112, seed: 1 },
+    source: { identities: 20, perIdentity: 40, size: 112, seed: 2, epochs: 5 },
+    imageSize: { resnet50: 96, inception_v3: 107, densenet121: 96, vgg16: 96, vgg16_bn: 96 },
+    epochs: 8,
+    batchSize: 16,
+    lr: 1e-3,
+    stepSize: 7,
+    gamma: 1,
+    gradcamImages: 4,
+  },
+  // The seed paper's configuration, on iCartoonFace (--data) with ImageNet weights (--weights-dir).
+  paper: {
+    source: { identities: 100, perIdentity: 60, size: 256, seed: 2, epochs: 10 },
+    classes: 1000,
+    imageSize: { resnet50: 224, inception_v3: 299, densenet121: 224, vgg16: 224, vgg16_bn: 224 },
+    epochs: 10,
+    batchSize: 32,
+    lr: 1e-3,
+    stepSize: 7,
+    gamma: 1,
+    gradcamImages: 6,
+  },
+};
+
+export interface StudyOptions {
+  preset: Preset;
+  out: string;
+  data?: string;
+  weightsDir?: string;
+  models?: string[];
+  regimes?: Regime[];
+  /** Reuse finished runs (and continue an interrupted one from its checkpoint). */
+  resume?: boolean;
+  /** Feature-map layers by name (default: the paper's: ResNet-50's 10th conv layer, Inception v3's Mixed_5b). */
+  layers?: string[];
+  /** Grad-CAM target layer per model (default: the last conv block). */
+  gradcamLayer?: string;
+  epochs?: number;
+  seed?: number;
+  cacheDir?: string;
+}
+
+/** torchvision's and timm's file names for the ImageNet weights of each model. */
+const WEIGHT_FILES: Record<string, RegExp> = {
+  resnet50: /^(resnet50-[0-9a-f]+\.pth|resnet50\.tv2?_in1k.*\.safetensors|resnet50.*\.safetensors)$/,
+  inception_v3: /^(inception_v3_google-[0-9a-f]+\.pth|inception_v3\.tv_in1k.*\.safetensors|inception_v3.*\.safetensors)$/,
+  densenet121: /^(densenet121-[0-9a-f]+\.pth|densenet121.*\.safetensors)$/,
+  vgg16: /^(vgg16-[0-9a-f]+\.pth|vgg16\.tv_in1k.*\.safetensors)$/,
+  vgg16_bn: /^(vgg16_bn-[0-9a-f]+\.pth|vgg16_bn.*\.safetensors)$/,
+};
+
+/** The layer whose feature maps the paper shows: the n-th Conv2d in module order, or a named block. */
+function defaultFeatureLayer(model: Classifier<ClassifierOutput>, name: string): string {
+  if (name === 'inception_v3') return 'Mixed_5b';
+  const convs = [...model.namedModules()].filter(([, m]) => m instanceof Conv2d).map(([n]) => n);
+  return convs[Math.min(9, convs.length - 1)];
+}
+
+export async function runStudy(options: StudyOptions): Promise<string> {
+  const started = performance.now();
+  const preset = PRESETS[options.preset];
+  const out = resolve(options.out);
+  const models = options.models ?? ['resnet50', 'inception_v3'];
+  const regimes = options.regimes ?? ['pretrained', 'scratch'];
+  const seed = options.seed ?? 0;
+  const epochs = options.epochs ?? preset.epochs;
+  const cacheDir = resolve(options.cacheDir ?? '.cache/celgrad');
+  mkdirSync(out, { recursive: true });
+  const timings: { label: string; seconds: number }[] = [];
+  const notes: string[] = [];
+  const time = async <T>(label: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    const r = await fn();
+    timings.push({ label, seconds: (performance.now() - t0) / 1000 });
+    return r;
+  };
+
+  // ---- data ----
+  let data = options.data;
+  let datasetName = 'user data';
+  if (!data) {
+    if (!preset.synth) throw new Error(`--preset ${options.preset} needs --data DIR (the iCartoonFace recognition training set)`);
+    data = join(out, 'data', 'target');
+    const s = preset.synth;
+    if (!(options.resume && existsSync(join(data, 'synth.json')))) {
+      await time('synthetic data', async () => generateSynthFaces({ out: data!, identities: s.identities, perIdentity: s.perIdentity, size: s.size, seed: s.seed }));
+    }
+    datasetName = `synthetic cartoon faces (celgrad data synth: ${s.identities} identities x ${s.perIdentity} images, ${s.size} px, seed ${s.seed})`;
+  }
+
+  // ---- the grid ----
+  const plan = models.flatMap((m) => regimes.map((r) => ({ model: m, regime: r })));
+  const sourceRuns = regimes.some((r) => r !== 'scratch') ? models.filter((m) => !findImageNetWeights(options.weightsDir, m)) : [];
+  const totalRuns = plan.length + sourceRuns.length;
+  let runIndex = 0;
+  const announce = (what: string) => {
+    runIndex++;
+    console.log(`\n== run ${runIndex} of ${totalRuns}: ${what} (elapsed ${formatSeconds((performance.now() - started) / 1000)})`);
+  };
+
+  const weightsFor = new Map<string, { file: string; source: string }>();
+  for (const model of models) {
+    const imagenet = findImageNetWeights(options.weightsDir, model);
+    if (imagenet) {
+      weightsFor.set(model, { file: imagenet, source: `ImageNet (${imagenet.split('/').pop()})` });
+    } else if (sourceRuns.includes(model)) {
+      announce(`${model} pretraining on the synthetic source task`);
+      const file = await time(`${model} source-task pretraining`, () => pretrainOnSourceTask(model, preset, cacheDir, seed));
+      weightsFor.set(model, {
+        file,
+        source: `synthetic source task (${preset.source.identities} other identities, ${preset.source.epochs} epochs; no ImageNet weights given)`,
+      });
+    }
+  }
+  if (sourceRuns.length) {
+    notes.push(
+      `No ImageNet weights were given (--weights-dir), so the pretrained arm of ${sourceRuns.join(' and ')} started from weights learned on a ` +
+        'different synthetic task (other identities than the target set), cached under .cache/celgrad/pretrain.',
+    );
+  }
+
+  const splitFile = join(out, 'split.json');
+  const results = new Map<string, RunResult & { weightsSource: string }>();
+  for (const { model, regime } of plan) {
+    const name = `${model}-${regime}`;
+    const runDir = join(out, 'runs', name);
+    const finished = join(runDir, 'result.json');
+    announce(`${name}`);
+    if (options.resume && existsSync(finished)) {
+      console.log(`reusing the finished run in ${runDir}`);
+      results.set(name, JSON.parse(readFileSync(finished, 'utf8')));
+      continue;
+    }
+    const weights = regime === 'scratch' ? undefined : weightsFor.get(model);
+    const result = await time(name, () =>
+      train({
+        model,
+        regime,
+        data: data!,
+        out: runDir,
+        weights: weights?.file,
+        weightsSource: weights?.source,
+        epochs,
+        batchSize: preset.batchSize,
+        lr: preset.lr,
+        stepSize: preset.stepSize,
+        gamma: preset.gamma,
+        imageSize: preset.imageSize[model],
+        classes: preset.classes,
+        seed,
+        splitFile,
+        checkpointEvery: 50,
+        resume: options.resume,
+      }),
+    );
+    results.set(name, { ...result, weightsSource: weights?.source ?? 'random init (torchvision default, seeded)' });
+  }
+  for (const model of models) {
+    if (model === 'inception_v3' && preset.imageSize[model] < 299) {
+      notes.push(`Inception v3 trained without its auxiliary classifier: at ${preset.imageSize[model]} px input the aux head (which needs at least 299 px) cannot run.`);
+    }
+  }
+
+  // ---- figures ----
+  const runs: RunSummary[] = plan.map(({ model, regime }) => {
+    const r = results.get(`${model}-${regime}`)!;
+    return { name: `${model}-${regime}`, model, regime, weightsSource: r.weightsSource, metrics: r.metrics };
+  });
+  writeTable1(out, table1Rows(runs, options.preset));
+  await writeCurves(out, runs);
+  const split = readSplit(splitFile);
+  const figures = await time('figures (filters, feature maps, Grad-CAM)', () =>
+    drawFigures(out, plan, results, split, preset, options),
+  );
+
+  const adapter = gpu().facts;
+  const config: ReportData['config'] = {
+    preset: options.preset,
+    models,
+    regimes,
+    dataset: {
+      name: datasetName,
+      location: data,
+      identities: split.classes.length,
+      trainImages: split.train.length,
+      valImages: split.val.length,
+      split: `stratified ${Math.round(split.fraction * 100)}/${Math.round((1 - split.fraction) * 100)} per identity, seed ${split.seed}`,
+    },
+    imageSize: Object.fromEntries(models.map((m) => [m, preset.imageSize[m] ?? modelInfo(m).defaultInputSize])),
+    epochs,
+    batchSize: preset.batchSize,
+    optimizer: `Adam, lr ${preset.lr}`,
+    schedule: `StepLR, step ${preset.stepSize}, gamma ${preset.gamma}`,
+    seed,
+  };
+  timings.push({ label: 'total', seconds: (performance.now() - started) / 1000 });
+  const report: ReportData = {
+    title: 'ResNet-50 vs Inception v3 on cartoon faces: pretrained vs from scratch',
+    config,
+    environment: {
+      adapter: `${adapter.description || adapter.device} (${adapter.vendor}, ${adapter.architecture})`,
+      versions: { node: process.versions.node, celgrad: '0.1.0' },
+      startedAt: new Date(Date.now() - (performance.now() - started)).toISOString(),
+    },
+    runs,
+    timings,
+    ...figures,
+    notes,
+  };
+  writeFileSync(join(out, 'study.json'), JSON.stringify({ config, environment: report.environment, timings, notes }, null, 2));
+  const page = await writeReport(out, report);
+  for (const line of comparisonSentences(runs, options.preset)) console.log(line);
+  console.log(`\nstudy written to ${out} in ${formatSeconds((performance.now() - started) / 1000)}; open ${page}`);
+  return page;
+}
+
+function findImageNetWeights(dir: string | undefined, model: string): string | undefined {
+  if (!dir || !existsSync(dir)) return undefined;
+  const file = readdirSync(dir).find((f) => WEIGHT_FILES[model]?.test(f));
+  return file ? join(dir, file) : undefined;
+}
+
+/** Trains a backbone from scratch on a synthetic source task (other identities) and caches the best weights. */
+async function pretrainOnSourceTask(model: string, preset: PresetConfig, cacheDir: string, seed: number): Promise<string> {
+  const s = preset.source;
+  const size = preset.imageSize[model];
+  const key = createHash('sha256').update(JSON.stringify({ model, s, size, seed, v: 1 })).digest('hex').slice(0, 12);
+  const dir = join(cacheDir, 'pretrain', `${model}-${key}`);
+  const weights = join(dir, 'best.safetensors');
+  if (existsSync(join(dir, 'result.json')) && existsSync(weights)) {
+    console.log(`using cached source-task weights ${weights}`);
+    return weights;
+  }
+  const data = join(cacheDir, 'source-data', `synth-${s.identities}x${s.perIdentity}-${s.size}-${s.seed}`);
+  if (!existsSync(join(data, 'synth.json'))) {
+    generateSynthFaces({ out: data, identities: s.identities, perIdentity: s.perIdentity, size: s.size, seed: s.seed, sourceTask: true });
+  }
+  await train({
+    model,
+    regime: 'scratch',
+    data,
+    out: dir,
+    epochs: s.epochs,
+    batchSize: preset.batchSize,
+    lr: preset.lr,
+    stepSize: preset.stepSize,
+    gamma: preset.gamma,
+    imageSize: size,
+    seed: seed + 17,
+    filterLayers: [],
+    resume: true,
+  });
+  return weights;
+}
+
+async function drawFigures(
+  out: string,
+  plan: { model: string; regime: Regime }[],
+  results: Map<string, RunResult>,
+  split: ReturnType<typeof readSplit>,
+  preset: PresetConfig,
+  options: StudyOptions,
+): Promise<{ filters: FilterSeries[]; featureMaps: FeatureMapPanel[]; gradcam: GradcamPanel[] }> {
+  const filters: FilterSeries[] = [];
+  for (const { model, regime } of plan) {
+    const name = `${model}-${regime}`;
+    const r = results.get(name)!;
+    for (const layer of r.filterLayers) {
+      filters.push({
+        run: name,
+        layer,
+        epochs: r.metrics.map((m) => ({ epoch: m.epoch, image: join('runs', name, 'filters', `epoch-${String(m.epoch).padStart(2, '0')}`, `${layer}.png`) })),
+      });
+    }
+  }
+
+  // The same validation images for every run: one per identity, in order, up to the preset's count.
+  const chosen: { path: string; label: number; box?: { x1: number; y1: number; x2: number; y2: number } }[] = [];
+  for (const s of split.val) {
+    if (chosen.length >= preset.gradcamImages) break;
+    if (!chosen.some((c) => c.label === s.label)) chosen.push(s);
+  }
+  const featureMaps: FeatureMapPanel[] = [];
+  const rows = chosen.map(() => [] as { image: Uint8Array; caption: string; run: GradcamPanel['runs'][number] }[]);
+  const originals: Uint8Array[] = [];
+  mkdirSync(join(out, 'gradcam'), { recursive: true });
+  for (const { model, regime } of plan) {
+    const name = `${model}-${regime}`;
+    const r = results.get(name)!;
+    const size = r.inputSize;
+    const net = createModel(model, { numClasses: r.classes.length, auxLogits: false });
+    const { tensors } = readWeightsFile(join(out, 'runs', name, 'best.safetensors'));
+    for (const k of [...tensors.keys()]) if (k.startsWith('AuxLogits.')) tensors.delete(k);
+    net.loadStateDict(tensors, { strict: true });
+    net.eval();
+    const images = await Promise.all(chosen.map((c) => loadImage(c.path, valTransform(size), { box: c.box })));
+
+    // Feature maps through a forward hook on the chosen layer, for the first chosen image.
+    const layers = options.layers ?? [defaultFeatureLayer(net, model)];
+    for (const layer of layers) {
+      let activation: Tensor | null = null;
+      const hook = net.registerForwardHook(layer, (_m, _x, output) => {
+        activation = output as Tensor;
+      });
+      let fm: { data: Float32Array; shape: number[] } | null = null;
+      try {
+        fm = await scopeAsync(async () => {
+          noGrad(() => net.call(Tensor.fromArray(images[0], [1, 3, size, size])));
+          const a = activation as Tensor | null;
+          return a ? { data: await a.toArray(), shape: a.shape.slice(1) } : null;
+        });
+      } finally {
+        hook.remove();
+      }
+      if (fm && fm.shape.length === 3) {
+        const file = join('featuremaps', name, `${layer}.png`);
+        mkdirSync(join(out, 'featuremaps', name), { recursive: true });
+        writeFileSync(join(out, file), encodePng(featureMapGrid(fm.data, fm.shape, 32)));
+        featureMaps.push({ run: name, layer, image: file, input: chosen[0].path.split('/').slice(-2).join('/') });
+      }
+    }
+
+    // Grad-CAM at the last conv block for each chosen image.
+    const layer = options.gradcamLayer ?? modelInfo(model).lastConvLayer;
+    for (let i = 0; i < chosen.length; i++) {
+      const original = chwToRgba(images[i], [3, size, size]);
+      if (originals.length <= i) originals.push(encodePng(original));
+      const result = await camOf(net, images[i], size, { layer });
+      const overlay = heatmapOverlay(original, result.cam.map, result.cam.width, result.cam.height);
+      const predicted = r.classes[result.predicted];
+      const score = result.probabilities[result.predicted];
+      rows[i].push({
+        image: encodePng(overlay.image),
+        caption: `${name}\npred ${predicted} (${(score * 100).toFixed(0)}%)${overlay.signal === 'ok' ? '' : `\n${overlay.signal}`}`,
+        run: { run: name, layer, predicted, score, signal: overlay.signal },
+      });
+    }
+    net.dispose();
+  }
+  const gradcam: GradcamPanel[] = chosen.map((c, i) => {
+    const trueLabel = split.classes[c.label];
+    const row = labelledRow([{ image: originals[i], caption: `input\ntrue ${trueLabel}` }, ...rows[i].map((p) => ({ image: p.image, caption: p.caption }))]);
+    const file = join('gradcam', `image-${i}.png`);
+    writeFileSync(join(out, file), encodePng(row));
+    return { image: c.path.split('/').slice(-2).join('/'), trueLabel, file, runs: rows[i].map((p) => p.run) };
+  });
+  return { filters, featureMaps, gradcam };
+}
