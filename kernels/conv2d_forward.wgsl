@@ -12,7 +12,9 @@
 //
 // Specialisation: SG, TM, BIAS, RELU.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
+#if ${SUBGROUPS}
 enable subgroups;
+#endif
 
 struct Params {
   rows: u32, // N Ho Wo of this batch chunk
@@ -52,8 +54,31 @@ const SG: u32 = ${SG}u;
 const TM: u32 = ${TM}u;
 const LOADS: u32 = TM / SG; // rows each lane gathers per step
 
+// Hands each lane's gathered row values to the whole group: subgroup shuffles where the adapter has
+// them (SUBGROUPS), else through workgroup memory (portable; correct everywhere, tuned nowhere).
+#if ${SUBGROUPS}
+fn share(mine: vec4<f32>, lane: u32) {}
+fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return subgroupShuffle(mine, s); }
+fn shared_done() {}
+#else
+var<workgroup> exchange: array<vec4<f32>, SG>;
+fn share(mine: vec4<f32>, lane: u32) {
+  exchange[lane] = mine;
+  workgroupBarrier();
+}
+fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return exchange[s]; }
+fn shared_done() { workgroupBarrier(); }
+#endif
+
 @compute @workgroup_size(SG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+#if ${SUBGROUPS}
+  @builtin(subgroup_invocation_id) lane: u32,
+#else
+  @builtin(local_invocation_index) lane: u32,
+#endif
+) {
   let p = params;
   let row0 = (wg.y * p.tiles_x + wg.x) * TM;
   if (row0 >= p.rows) { return; }
@@ -101,11 +126,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
           let e = x_at[q] + c0 * hw;
           let ok = c_ok & vec4(inside[q]);
           let mine = select(vec4(0.0), vec4(x[e], x[e + hw], x[e + 2u * hw], x[e + 3u * hw]), ok);
+          share(mine, lane);
           for (var s = 0u; s < SG; s++) {
-            let v = subgroupShuffle(mine, s);
+            let v = from_lane(mine, s);
             let r = q * SG + s;
             acc[r] = fma(vec4(v.x), wk[0], fma(vec4(v.y), wk[1], fma(vec4(v.z), wk[2], fma(vec4(v.w), wk[3], acc[r]))));
           }
+          shared_done();
         }
       }
     }

@@ -15,7 +15,9 @@
 //
 // Specialisation: SG, TM.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
+#if ${SUBGROUPS}
 enable subgroups;
+#endif
 
 struct Params {
   rows: u32, // N hp wp: the pixels of this phase in this batch chunk
@@ -59,8 +61,31 @@ fn exact_div(a: i32, b: i32) -> i32 {
   return select(-((-a) / b), a / b, a >= 0);
 }
 
+// Hands each lane's gathered row values to the whole group: subgroup shuffles where the adapter has
+// them (SUBGROUPS), else through workgroup memory (portable; correct everywhere, tuned nowhere).
+#if ${SUBGROUPS}
+fn share(mine: vec4<f32>, lane: u32) {}
+fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return subgroupShuffle(mine, s); }
+fn shared_done() {}
+#else
+var<workgroup> exchange: array<vec4<f32>, SG>;
+fn share(mine: vec4<f32>, lane: u32) {
+  exchange[lane] = mine;
+  workgroupBarrier();
+}
+fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return exchange[s]; }
+fn shared_done() { workgroupBarrier(); }
+#endif
+
 @compute @workgroup_size(SG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+#if ${SUBGROUPS}
+  @builtin(subgroup_invocation_id) lane: u32,
+#else
+  @builtin(local_invocation_index) lane: u32,
+#endif
+) {
   let p = params;
   let row0 = (wg.y * p.tiles_x + wg.x) * TM;
   if (row0 >= p.rows) { return; }
@@ -113,11 +138,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
           let e = dy_at[q] + o0 * plane;
           let ok = o_ok & vec4(inside[q]);
           let mine = select(vec4(0.0), vec4(dy[e], dy[e + plane], dy[e + 2u * plane], dy[e + 3u * plane]), ok);
+          share(mine, lane);
           for (var s = 0u; s < SG; s++) {
-            let v = subgroupShuffle(mine, s);
+            let v = from_lane(mine, s);
             let r = q * SG + s;
             acc[r] = fma(vec4(v.x), wk[0], fma(vec4(v.y), wk[1], fma(vec4(v.z), wk[2], fma(vec4(v.w), wk[3], acc[r]))));
           }
+          shared_done();
         }
       }
     }

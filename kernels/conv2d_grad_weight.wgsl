@@ -12,7 +12,9 @@
 // Specialisation: SG, TM, DY_VEC (Wo % 4 == 0: vec4 dy loads), ACCUMULATE (add into dw: batch chunks
 // after the first).
 // Dispatch: x = row tile, z = column tile + col_tiles * group.
+#if ${SUBGROUPS}
 enable subgroups;
+#endif
 
 struct Params {
   n: u32, // images in this batch chunk
@@ -58,8 +60,31 @@ fn load_dy(e: u32) -> vec4<f32> {
 #endif
 }
 
+// Hands each lane's gathered row values to the whole group: subgroup shuffles where the adapter has
+// them (SUBGROUPS), else through workgroup memory (portable; correct everywhere, tuned nowhere).
+#if ${SUBGROUPS}
+fn share(mine: vec4<f32>, lane: u32) {}
+fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return subgroupShuffle(mine, s); }
+fn shared_done() {}
+#else
+var<workgroup> exchange: array<vec4<f32>, SG>;
+fn share(mine: vec4<f32>, lane: u32) {
+  exchange[lane] = mine;
+  workgroupBarrier();
+}
+fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return exchange[s]; }
+fn shared_done() { workgroupBarrier(); }
+#endif
+
 @compute @workgroup_size(SG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+#if ${SUBGROUPS}
+  @builtin(subgroup_invocation_id) lane: u32,
+#else
+  @builtin(local_invocation_index) lane: u32,
+#endif
+) {
   let p = params;
   let khw = p.kh * p.kw;
   let rows = p.cg * khw;
@@ -114,11 +139,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
           let ok = ow_ok & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
           let e = vec4(x_row[q]) + vec4<u32>(select(vec4(0), iw, ok));
           let mine = select(vec4(0.0), vec4(x[e.x], x[e.y], x[e.z], x[e.w]), ok);
+          share(mine, lane);
           for (var s = 0u; s < SG; s++) {
-            let v = subgroupShuffle(mine, s);
+            let v = from_lane(mine, s);
             let r = q * SG + s;
             acc[r] = fma(vec4(v.x), dk[0], fma(vec4(v.y), dk[1], fma(vec4(v.z), dk[2], fma(vec4(v.w), dk[3], acc[r]))));
           }
+          shared_done();
         }
       }
     }

@@ -9,6 +9,7 @@ import packSource from '../../kernels/conv2d_pack.wgsl';
 import col2imSource from '../../kernels/conv2d_col2im.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
 import { gpu } from '../gpu.ts';
+import { platform } from '../platform/index.ts';
 import { i32, registerKernel, rt, type Binding, type ParamValue } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
 import { recordGemm } from './matmul.ts';
@@ -115,13 +116,46 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options: 
 
 // ---- kernels ----
 
-/** The subgroup size the conv kernels are specialised for; they need the `subgroups` feature. */
-function lanes(kernel: string): number {
-  const g = gpu();
-  if (!g.hasSubgroups) {
-    throw new KernelError(kernel, "needs the WebGPU 'subgroups' feature, which this adapter does not offer");
+// ---- kernel variants ----
+
+/**
+ * How the conv kernels hand gathered input rows round their group of lanes. 'subgroup': subgroup
+ * shuffles (the fast path on lavapipe, see kernels/matmul_subgroup.wgsl). 'workgroup': workgroup
+ * memory and barriers, for adapters without the `subgroups` feature (correct everywhere, tuned nowhere).
+ */
+export const CONV2D_VARIANTS = ['subgroup', 'workgroup'] as const;
+export type Conv2dVariant = (typeof CONV2D_VARIANTS)[number];
+
+let forcedVariant: Conv2dVariant | null = null;
+
+/** Forces a variant for every later convolution (tests, benches); null restores the automatic choice. */
+export function setConv2dVariant(variant: Conv2dVariant | null): void {
+  if (variant) checkVariant(variant);
+  forcedVariant = variant;
+}
+
+/** The variant in use: setConv2dVariant(), else CELGRAD_CONV=subgroup|workgroup, else 'subgroup' where the adapter has subgroups. */
+export function conv2dVariant(): Conv2dVariant {
+  if (forcedVariant) return forcedVariant;
+  const asked = platform().env('CELGRAD_CONV');
+  if (asked) return checkVariant(asked);
+  return gpu().hasSubgroups ? 'subgroup' : 'workgroup';
+}
+
+function checkVariant(name: string): Conv2dVariant {
+  if (!(CONV2D_VARIANTS as readonly string[]).includes(name)) {
+    throw new KernelError('conv2d', `no conv2d variant '${name}' (CELGRAD_CONV): use one of ${CONV2D_VARIANTS.join(', ')}`);
   }
-  return g.facts.subgroupSize;
+  if (name === 'subgroup' && !gpu().hasSubgroups) {
+    throw new KernelError('conv2d', "this adapter does not offer the 'subgroups' feature; use CELGRAD_CONV=workgroup");
+  }
+  return name as Conv2dVariant;
+}
+
+/** Lanes per group (the subgroup size, or 8 with workgroup memory) and the SUBGROUPS specialisation. */
+function lanes(): { SG: number; SUBGROUPS: boolean } {
+  const subgroups = conv2dVariant() === 'subgroup';
+  return { SG: subgroups ? gpu().facts.subgroupSize : 8, SUBGROUPS: subgroups };
 }
 
 /** Rows per lane: 24 measured best on lavapipe (see engine/ops/matmul.ts); a multiple of SG. */
@@ -210,7 +244,7 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: x.buffer }, c: { buffer: y.buffer }, m: o, n: h * w, k: c, batch: n, transA: false, transB: false, aBatch: 0, bBatch: c * h * w });
     return y;
   }
-  const SG = lanes('conv2d_forward');
+  const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
   const wt = packWeight(weight, geo, SG, false);
   const colTiles = Math.ceil(geo.og / (4 * SG));
@@ -221,7 +255,7 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
     const [tx, ty] = tileGrid(Math.ceil(rows / TM));
     rt().dispatch({
       kernel: 'conv2d_forward',
-      spec: { SG, TM, BIAS: bias !== null, RELU: relu },
+      spec: { SG, TM, SUBGROUPS, BIAS: bias !== null, RELU: relu },
       params: [rows, geo.og, geo.cg, c, o, ...sizes(geo), geo.sh, geo.sw, geo.dh, geo.dw, i32(geo.pt), i32(geo.pl), tx, colTiles, xs.offset, ys.offset],
       bindings: [xs.binding, { buffer: wt.buffer }, ...(bias ? [{ buffer: bias.buffer }] : []), ys.binding],
       workgroups: [tx, ty, colTiles * geo.groups],
@@ -260,7 +294,7 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
     }
     return dx;
   }
-  const SG = lanes('conv2d_grad_input');
+  const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
   const wt = packWeight(weight, geo, SG, true);
   const colTiles = Math.ceil(geo.cg / (4 * SG));
@@ -276,7 +310,7 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
         const [tx, ty] = tileGrid(Math.ceil(rows / TM));
         rt().dispatch({
           kernel: 'conv2d_grad_input',
-          spec: { SG, TM },
+          spec: { SG, TM, SUBGROUPS },
           params: [rows, geo.cg, geo.og, c, o, ...sizes(geo), ...steps(geo), ph, pw, hp, wp, tx, colTiles, dys.offset, dxs.offset],
           bindings: [dys.binding, { buffer: wt.buffer }, dxs.binding],
           workgroups: [tx, ty, colTiles * geo.groups],
@@ -292,7 +326,7 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
 export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tensor {
   const { n, c, h, w, o, ho, wo } = geo;
   const dw = Tensor.empty([o, geo.cg, geo.kh, geo.kw]);
-  const SG = lanes('conv2d_grad_weight');
+  const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
   const colTiles = Math.ceil(geo.og / (4 * SG));
   batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo]).forEach(([first, count], chunk) => {
@@ -300,7 +334,7 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
     const dys = window(dy, o * ho * wo, first, count);
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
-      spec: { SG, TM, DY_VEC: wo % 4 === 0, ACCUMULATE: chunk > 0 },
+      spec: { SG, TM, SUBGROUPS, DY_VEC: wo % 4 === 0, ACCUMULATE: chunk > 0 },
       params: [count, geo.cg, geo.og, c, o, ...sizes(geo), ...steps(geo), colTiles, xs.offset, dys.offset],
       bindings: [xs.binding, dys.binding, { buffer: dw.buffer }],
       workgroups: [Math.ceil((geo.cg * geo.kh * geo.kw) / TM), 1, colTiles * geo.groups],

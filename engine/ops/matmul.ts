@@ -29,9 +29,7 @@ let forcedVariant: MatmulVariant | null = null;
 
 /** Forces a variant for every later GEMM (tests, benches); null restores the automatic choice. */
 export function setMatmulVariant(variant: MatmulVariant | null): void {
-  if (variant === 'subgroup' && !gpu().hasSubgroups) {
-    throw new KernelError('matmul_subgroup', "this adapter does not offer the 'subgroups' feature");
-  }
+  if (variant) checkVariant(variant);
   forcedVariant = variant;
 }
 
@@ -42,15 +40,19 @@ export function setMatmulVariant(variant: MatmulVariant | null): void {
 export function matmulVariant(): MatmulVariant {
   if (forcedVariant) return forcedVariant;
   const asked = platform().env('CELGRAD_MATMUL');
-  if (asked) {
-    if (!(MATMUL_VARIANTS as readonly string[]).includes(asked)) {
-      throw new KernelError('matmul', `CELGRAD_MATMUL=${asked} is not one of ${MATMUL_VARIANTS.join(', ')}`);
-    }
-    setMatmulVariant(asked as MatmulVariant);
-    return asked as MatmulVariant;
-  }
+  if (asked) return checkVariant(asked);
   const g = gpu();
   return g.hasSubgroups && g.facts.isSoftware ? 'subgroup' : 'tiled';
+}
+
+function checkVariant(name: string): MatmulVariant {
+  if (!(MATMUL_VARIANTS as readonly string[]).includes(name)) {
+    throw new KernelError('matmul', `no GEMM variant '${name}' (CELGRAD_MATMUL): use one of ${MATMUL_VARIANTS.join(', ')}`);
+  }
+  if (name === 'subgroup' && !gpu().hasSubgroups) {
+    throw new KernelError('matmul_subgroup', "this adapter does not offer the 'subgroups' feature; use CELGRAD_MATMUL=tiled");
+  }
+  return name as MatmulVariant;
 }
 
 /**
