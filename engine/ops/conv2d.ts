@@ -227,9 +227,11 @@ const isPointwise = (g: ConvGeometry) =>
 /**
  * Few input channels (a 3-channel stem): the grad-input kernel would leave most of its 4 x SG columns
  * (input channels) empty, so multiply into columns with the GEMM and fold them back (3x faster on the
- * ResNet-50 stem). The forward keeps the implicit GEMM: unfolding its input first measured slower.
+ * ResNet-50 stem), a batch chunk at a time, where one image's columns fit half a binding. The forward
+ * keeps the implicit GEMM: unfolding its input first measured slower.
  */
-const unfolds = (g: ConvGeometry) => g.groups === 1 && g.cg < 8;
+const unfolds = (g: ConvGeometry) =>
+  g.groups === 1 && g.cg < 8 && g.c * g.kh * g.kw * g.ho * g.wo * 4 <= rt().device.limits.maxStorageBufferBindingSize / 2;
 
 /** Shape parameters shared by the kernels, in their Params order after the first few. */
 const sizes = (g: ConvGeometry): ParamValue[] => [g.h, g.w, g.ho, g.wo, g.kh, g.kw];
