@@ -1,7 +1,7 @@
 // The `celgrad` command. Each subcommand parses its own flags (node:util parseArgs) and returns an exit code.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CelgradError } from '../engine/errors.ts';
-import { dataStats, formatStats, generateSynthFaces } from './data/index.ts';
+import { EASY_DIFFICULTY, dataStats, formatStats, generateSynthFaces } from './data/index.ts';
 import { doctor } from './doctor.ts';
 import { startGPU } from './gpu-node.ts';
 import { describeModels, MODELS } from '../models/index.ts';
@@ -15,7 +15,8 @@ const USAGE = `celgrad — a transparent deep-learning engine on WebGPU, and a s
 
 Usage:
   celgrad doctor [--json] [--backend B] [--adapter NAME]   adapter, limits, features; exit 1 with the fix if none
-  celgrad data synth --out DIR [--identities N --per-identity M --size S --seed K [--source-task] [--evidence-region]]
+  celgrad data synth --out DIR [--identities N --per-identity M --size S --seed K] [--difficulty easy|default]
+                     [--source-task] [--evidence-region]
   celgrad data stats DIR [--decode]                        identities, images, sizes, unreadable files
   celgrad models [--json]                                  models with parameter counts and state_dict sizes
   celgrad train --model M --data DIR --regime pretrained|scratch|finetune --out RUN [--weights FILE]
@@ -207,7 +208,11 @@ const commands: Record<string, Command> = {
         seed: { type: 'string' },
         'source-task': { type: 'boolean' },
         'evidence-region': { type: 'boolean' },
+        difficulty: { type: 'string' },
       });
+      if (values.difficulty && !['easy', 'default'].includes(values.difficulty)) {
+        throw new CelgradError(`--difficulty must be 'easy' or 'default', got '${values.difficulty}'`);
+      }
       if (!values.out) throw new CelgradError('data synth needs --out DIR');
       const result = generateSynthFaces({
         out: values.out,
@@ -217,6 +222,7 @@ const commands: Record<string, Command> = {
         seed: int(values.seed, 0, 'seed'),
         sourceTask: values['source-task'],
         evidenceRegion: values['evidence-region'],
+        difficulty: values.difficulty === 'easy' ? EASY_DIFFICULTY : undefined,
       });
       console.log(`wrote ${result.files.length} images of ${result.classes.length} identities to ${result.out}`);
       return 0;

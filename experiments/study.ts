@@ -12,7 +12,7 @@ import { gpu } from '../engine/gpu.ts';
 import { Tensor, noGrad, scopeAsync } from '../engine/index.ts';
 import { Conv2d } from '../engine/nn/index.ts';
 import { createModel, modelInfo, type Classifier, type ClassifierOutput } from '../models/index.ts';
-import { generateSynthFaces, loadImage, readSplit, valTransform } from './data/index.ts';
+import { EASY_DIFFICULTY, generateSynthFaces, loadImage, readSplit, valTransform, type SynthDifficulty } from './data/index.ts';
 import { readWeightsFile } from './checkpoint.ts';
 import { camOf } from './explain/explain.ts';
 import { formatSeconds } from './progress.ts';
@@ -35,9 +35,9 @@ export type Preset = 'smoke' | 'quick' | 'paper';
 
 interface PresetConfig {
   /** Synthetic target set (smoke, quick) or the user's data (paper). */
-  synth?: { identities: number; perIdentity: number; size: number; seed: number };
+  synth?: { identities: number; perIdentity: number; size: number; seed: number; difficulty?: Partial<SynthDifficulty> };
   /** The synthetic source task used to pretrain backbones when no ImageNet weights are given. */
-  source: { identities: number; perIdentity: number; size: number; seed: number; epochs: number };
+  source: { identities: number; perIdentity: number; size: number; seed: number; epochs: number; difficulty?: Partial<SynthDifficulty> };
   classes?: number;
   imageSize: Record<string, number>;
   epochs: number;
@@ -46,13 +46,17 @@ interface PresetConfig {
   stepSize: number;
   gamma: number;
   gradcamImages: number;
+  /** Grad-CAM layers where the last conv block is too small at this preset's input size (said in the report). */
+  gradcamLayers?: Record<string, string>;
 }
+
+const EASY = EASY_DIFFICULTY;
 
 export const PRESETS: Record<Preset, PresetConfig> = {
   // About 10 minutes on 2 cores with the software adapter: small images, few identities, 3 epochs.
   smoke: {
-    synth: { identities: 6, perIdentity: 20, size: 64, seed: 1 },
-    source: { identities: 6, perIdentity: 20, size: 64, seed: 2, epochs: 3 },
+    synth: { identities: 6, perIdentity: 20, size: 64, seed: 1, difficulty: EASY },
+    source: { identities: 6, perIdentity: 20, size: 64, seed: 2, epochs: 3, difficulty: EASY },
     imageSize: { resnet50: 48, inception_v3: 75, densenet121: 48, vgg16: 48, vgg16_bn: 48 },
     epochs: 3,
     batchSize: 16,
@@ -60,6 +64,8 @@ export const PRESETS: Record<Preset, PresetConfig> = {
     stepSize: 7,
     gamma: 1,
     gradcamImages: 3,
+    // At 75 px Inception v3's Mixed_7c is 1x1: a map of one cell says nothing about where. Mixed_6e is 3x3 there.
+    gradcamLayers: { inception_v3: 'Mixed_6e' },
   },
   // About an hour on 2 cores: more identities and images, larger inputs, more epochs.
   quick: {
@@ -148,7 +154,9 @@ export async function runStudy(options: StudyOptions): Promise<string> {
     data = join(out, 'data', 'target');
     const s = preset.synth;
     if (!(options.resume && existsSync(join(data, 'synth.json')))) {
-      await time('synthetic data', async () => generateSynthFaces({ out: data!, identities: s.identities, perIdentity: s.perIdentity, size: s.size, seed: s.seed }));
+      await time('synthetic data', async () =>
+        generateSynthFaces({ out: data!, identities: s.identities, perIdentity: s.perIdentity, size: s.size, seed: s.seed, difficulty: s.difficulty }),
+      );
     }
     datasetName = `synthetic cartoon faces (celgrad data synth: ${s.identities} identities x ${s.perIdentity} images, ${s.size} px, seed ${s.seed})`;
   }
@@ -221,6 +229,10 @@ export async function runStudy(options: StudyOptions): Promise<string> {
     results.set(name, { ...result, weightsSource: weights?.source ?? 'random init (torchvision default, seeded)' });
   }
   for (const model of models) {
+    const camLayer = options.gradcamLayer ?? preset.gradcamLayers?.[model];
+    if (camLayer && camLayer !== modelInfo(model).lastConvLayer) {
+      notes.push(`Grad-CAM for ${model} targets ${camLayer} instead of ${modelInfo(model).lastConvLayer}: at ${preset.imageSize[model]} px the last block's map is too small to localise anything.`);
+    }
     if (model === 'inception_v3' && preset.imageSize[model] < 299) {
       notes.push(`Inception v3 trained without its auxiliary classifier: at ${preset.imageSize[model]} px input the aux head (which needs at least 299 px) cannot run.`);
     }
@@ -289,16 +301,16 @@ function findImageNetWeights(dir: string | undefined, model: string): string | u
 async function pretrainOnSourceTask(model: string, preset: PresetConfig, cacheDir: string, seed: number): Promise<string> {
   const s = preset.source;
   const size = preset.imageSize[model];
-  const key = createHash('sha256').update(JSON.stringify({ model, s, size, seed, v: 1 })).digest('hex').slice(0, 12);
+  const key = createHash('sha256').update(JSON.stringify({ model, s, size, seed, v: 2 })).digest('hex').slice(0, 12);
   const dir = join(cacheDir, 'pretrain', `${model}-${key}`);
   const weights = join(dir, 'best.safetensors');
   if (existsSync(join(dir, 'result.json')) && existsSync(weights)) {
     console.log(`using cached source-task weights ${weights}`);
     return weights;
   }
-  const data = join(cacheDir, 'source-data', `synth-${s.identities}x${s.perIdentity}-${s.size}-${s.seed}`);
+  const data = join(cacheDir, 'source-data', `synth-${key}`);
   if (!existsSync(join(data, 'synth.json'))) {
-    generateSynthFaces({ out: data, identities: s.identities, perIdentity: s.perIdentity, size: s.size, seed: s.seed, sourceTask: true });
+    generateSynthFaces({ out: data, identities: s.identities, perIdentity: s.perIdentity, size: s.size, seed: s.seed, sourceTask: true, difficulty: s.difficulty });
   }
   await train({
     model,
@@ -386,7 +398,7 @@ async function drawFigures(
     }
 
     // Grad-CAM at the last conv block for each chosen image.
-    const layer = options.gradcamLayer ?? modelInfo(model).lastConvLayer;
+    const layer = options.gradcamLayer ?? preset.gradcamLayers?.[model] ?? modelInfo(model).lastConvLayer;
     for (let i = 0; i < chosen.length; i++) {
       const original = chwToRgba(images[i], [3, size, size]);
       if (originals.length <= i) originals.push(encodePng(original));

@@ -23,6 +23,7 @@ export {
   synthIdentities,
   renderFace,
   DEFAULT_DIFFICULTY,
+  EASY_DIFFICULTY,
   type SynthOptions,
   type SynthResult,
   type SynthDifficulty,

@@ -57,6 +57,9 @@ export const DEFAULT_DIFFICULTY: SynthDifficulty = {
   minDifferences: 3,
 };
 
+/** Fewer nuisances than the default, so a few epochs on a 2-core machine show learning; identities still differ in 3+ face attributes. */
+export const EASY_DIFFICULTY: Partial<SynthDifficulty> = { rotation: 8, yaw: 0.2, clutter: 2, occlusion: 0.1, lighting: 0.15, noise: 0.02, shift: 0.05 };
+
 export interface SynthOptions {
   out: string;
   identities: number;

@@ -77,7 +77,8 @@ export function lossCurves(runs: RunCurves[]): Promise<Chart> {
       x: { field: 'epoch', type: 'quantitative', title: 'Epoch', axis: { tickMinStep: 1, format: 'd' } },
       y:
         metric === 'loss'
-          ? { field: 'value', type: 'quantitative', title: 'Cross-entropy loss', scale: { zero: false } }
+          ? // Log scale: an early validation loss in the thousands (batch-norm statistics not yet settled) must not flatten the rest.
+            { field: 'value', type: 'quantitative', title: 'Cross-entropy loss (log scale)', scale: { type: 'log' } }
           : { field: 'value', type: 'quantitative', title: 'Accuracy', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
       color: { field: 'run', type: 'nominal', title: 'Run', sort: names, scale: { scheme: 'tableau10' } },
     },
