@@ -5,7 +5,16 @@ import type { AdapterChoice, Platform } from './types.ts';
 // dawn.node crashes (or never resolves promises) if the object returned by create() is garbage
 // collected, so every GPU instance made here is kept for the life of the process.
 const keepAlive: unknown[] = [];
+let lastGpu: GPU | null = null;
 let globalsInstalled = false;
+
+/**
+ * The `GPU` object (navigator.gpu's counterpart) behind the last adapter requested here, or null. The
+ * kernel bench hands it to TF.js's WebGPU backend, which checks navigator.gpu, to run on the same device.
+ */
+export function nodeGpu(): GPU | null {
+  return lastGpu;
+}
 
 // dawn.node re-queues its event processing with setImmediate while a GPU promise is pending,
 // which spins the main thread at 100%. While we wait, route setImmediate through setTimeout:
@@ -29,6 +38,7 @@ export function nodePlatform(): Platform {
       if (choice.adapter) options.push(`adapter=${choice.adapter}`);
       const gpu = create(options);
       keepAlive.push(gpu);
+      lastGpu = gpu;
       return gpu.requestAdapter({ powerPreference: choice.powerPreference });
     },
     async waitForGPU<T>(promise: Promise<T>): Promise<T> {
