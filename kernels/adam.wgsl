@@ -27,8 +27,9 @@ struct Params {
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * params.row;
-  if (i >= params.n) { return; }
+  // PER_THREAD consecutive elements per invocation: fewer invocations, 2-3x faster on lavapipe.
+  let first = (gid.x + gid.y * params.row) * ${PER_THREAD}u;
+  for (var i = first; i < min(first + ${PER_THREAD}u, params.n); i++) {
   let p = param[i];
   let g = grad[i] + params.weight_decay * p;
   let m = params.beta1 * exp_avg[i] + params.one_minus_beta1 * g;
@@ -36,4 +37,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   exp_avg[i] = m;
   exp_avg_sq[i] = v;
   param[i] = p - params.step_size * m / (sqrt(v) / params.bias2_sqrt + params.eps);
+  }
 }

@@ -1,7 +1,7 @@
 // out[i] = EXPR(a[ia], b[ib]) with numpy broadcasting. EXPR is a WGSL expression in `a`, `b` and the
 // scalar `alpha`. When BROADCAST is false both inputs have the output's shape (ia = ib = i);
 // otherwise each output index is decomposed over up to 6 dims and mapped through per-input strides
-// (0 along broadcast dims).
+// (0 along broadcast dims). Each invocation maps PER_THREAD consecutive elements.
 
 struct Params {
   n: u32,
@@ -24,8 +24,9 @@ fn dim(v: array<vec4<u32>, 2>, d: u32) -> u32 {
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * params.row;
-  if (i >= params.n) { return; }
+  let first = (gid.x + gid.y * params.row) * ${PER_THREAD}u;
+  let alpha = params.alpha;
+  for (var i = first; i < min(first + ${PER_THREAD}u, params.n); i++) {
 #if ${BROADCAST}
   var rest = i;
   var ia = 0u;
@@ -43,6 +44,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let a = lhs[i];
   let b = rhs[i];
 #endif
-  let alpha = params.alpha;
   dst[i] = ${EXPR};
+  }
 }

@@ -1,5 +1,6 @@
 // out[i] = EXPR(x[i]) for every element. EXPR is a WGSL expression in `x` and the scalar `alpha`.
-// A 2-D grid covers tensors beyond 65535 workgroups: i = gid.x + gid.y * row.
+// Each invocation maps PER_THREAD consecutive elements (fewer invocations: 2-3x faster on lavapipe).
+// A 2-D grid covers tensors beyond 65535 workgroups: t = gid.x + gid.y * row.
 
 struct Params {
   n: u32,
@@ -13,9 +14,10 @@ struct Params {
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * params.row;
-  if (i >= params.n) { return; }
-  let x = src[i];
+  let first = (gid.x + gid.y * params.row) * ${PER_THREAD}u;
   let alpha = params.alpha;
-  dst[i] = ${EXPR};
+  for (var i = first; i < min(first + ${PER_THREAD}u, params.n); i++) {
+    let x = src[i];
+    dst[i] = ${EXPR};
+  }
 }

@@ -13,6 +13,8 @@ registerKernel('binary', binarySource);
 
 const WG = 256;
 const MAX_RANK = 8;
+/** Elements per invocation in the elementwise kernels. */
+export const PER_THREAD = 4;
 
 /** Workgroups covering n threads of WG lanes, folded into 2-D past the per-dimension limit; and the row length. */
 export function grid(n: number, wg = WG): { workgroups: [number, number]; row: number } {
@@ -25,10 +27,10 @@ export function grid(n: number, wg = WG): { workgroups: [number, number]; row: n
 /** Records out = expr(x) elementwise. `expr` is WGSL in `x` and `alpha`. */
 export function mapUnary(x: Tensor, expr: string, alpha = 0, into?: Tensor): Tensor {
   const out = into ?? Tensor.empty(x.shape);
-  const { workgroups, row } = grid(x.size);
+  const { workgroups, row } = grid(Math.ceil(x.size / PER_THREAD));
   rt().dispatch({
     kernel: 'unary',
-    spec: { WG, EXPR: expr },
+    spec: { WG, EXPR: expr, PER_THREAD },
     params: [x.size, row, f32(alpha)],
     bindings: [{ buffer: x.buffer }, { buffer: out.buffer }],
     workgroups,
@@ -41,7 +43,7 @@ export function mapBinary(a: Tensor, b: Tensor, expr: string, alpha = 0): Tensor
   const shape = broadcastShapes(a.shape, b.shape);
   const out = Tensor.empty(shape);
   const broadcast = !sameShape(a.shape, shape) || !sameShape(b.shape, shape);
-  const { workgroups, row } = grid(out.size);
+  const { workgroups, row } = grid(Math.ceil(out.size / PER_THREAD));
   const params = [out.size, row, f32(alpha), shape.length];
   if (broadcast) {
     if (shape.length > MAX_RANK) throw new ShapeError(`broadcasting supports at most ${MAX_RANK} dims, got [${shape}]`);
@@ -50,7 +52,7 @@ export function mapBinary(a: Tensor, b: Tensor, expr: string, alpha = 0): Tensor
   }
   rt().dispatch({
     kernel: 'binary',
-    spec: { WG, EXPR: expr, BROADCAST: broadcast },
+    spec: { WG, EXPR: expr, BROADCAST: broadcast, PER_THREAD },
     params,
     bindings: [{ buffer: a.buffer }, { buffer: b.buffer }, { buffer: out.buffer }],
     workgroups,

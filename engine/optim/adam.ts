@@ -4,7 +4,7 @@
 import adamSource from '../../kernels/adam.wgsl';
 import { keep } from '../autograd.ts';
 import { f32, registerKernel, rt } from '../runtime.ts';
-import { grid } from '../ops/elementwise.ts';
+import { PER_THREAD, grid } from '../ops/elementwise.ts';
 import { Tensor } from '../tensor.ts';
 
 registerKernel('adam', adamSource);
@@ -54,10 +54,10 @@ export class Adam {
       if (!p.grad) continue;
       const s = this.stateOf(p);
       s.step++;
-      const { workgroups, row } = grid(p.size);
+      const { workgroups, row } = grid(Math.ceil(p.size / PER_THREAD));
       rt().dispatch({
         kernel: 'adam',
-        spec: { WG: 256 },
+        spec: { WG: 256, PER_THREAD },
         params: [
           p.size,
           row,
