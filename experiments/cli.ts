@@ -21,7 +21,7 @@ Usage:
   celgrad models [--json]                                  models with parameter counts and state_dict sizes
   celgrad train --model M --data DIR --regime pretrained|scratch|finetune --out RUN [--weights FILE]
                 [--epochs 10 --batch-size 32 --lr 1e-3 --step-size 7 --gamma 1 --image-size S --classes N --seed 0]
-                [--checkpoint-every K] [--resume]          one training run (the paper's defaults)
+                [--checkpoint-every K] [--crop-scale 0.08,1] [--resume]   one training run (the paper's defaults)
   celgrad eval --run RUN [--data DIR]                      top-1/top-5, per-class accuracy, confusions
   celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
                 [--models resnet50,inception_v3] [--regimes pretrained,scratch] [--epochs N] [--layers L1,L2] [--resume]
@@ -92,6 +92,7 @@ const commands: Record<string, Command> = {
       'filter-layers': { type: 'string' },
       'max-steps': { type: 'string' },
       'aux-logits': { type: 'boolean' },
+      'crop-scale': { type: 'string' },
       resume: { type: 'boolean' },
     });
     for (const required of ['model', 'data', 'regime', 'out'] as const) {
@@ -121,6 +122,7 @@ const commands: Record<string, Command> = {
       maxStepsPerEpoch: int(values['max-steps'], 0, 'max-steps'),
       filterLayers: values['filter-layers']?.split(','),
       auxLogits: values['aux-logits'],
+      cropScale: values['crop-scale'] ? (values['crop-scale'].split(',').map((v) => num(v, 0, 'crop-scale')) as [number, number]) : undefined,
       resume: values.resume,
     });
     console.log(`best val accuracy ${(result.bestValAcc * 100).toFixed(2)}% at epoch ${result.bestEpoch + 1}; run in ${result.out}`);

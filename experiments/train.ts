@@ -43,6 +43,8 @@ export interface TrainConfig {
   imageSize?: number;
   classes?: number;
   seed?: number;
+  /** RandomResizedCrop's area range; torchvision's default is [0.08, 1]. */
+  cropScale?: [number, number];
   /** Fraction of each class that trains (the rest validates). */
   trainFraction?: number;
   /** Reuse this split manifest (a study shares one between runs). */
@@ -203,7 +205,7 @@ export async function train(config: TrainConfig): Promise<RunResult> {
   const trainLoader = new DataLoader({
     samples: split.train as Sample[],
     batchSize: cfg.batchSize,
-    transform: trainTransform(inputSize),
+    transform: { ...trainTransform(inputSize), ...(cfg.cropScale ? { scale: cfg.cropScale } : {}) },
     seed: cfg.seed,
     shuffle: true,
     dropLast: split.train.length >= cfg.batchSize,
