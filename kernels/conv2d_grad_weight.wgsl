@@ -6,11 +6,10 @@
 // as a 512-channel layer), columns = output channels o of group g, k = every output position of the
 // batch (a long reduction), walked as image, output row, 4 output columns at a time. Same structure as
 // kernels/conv2d_forward.wgsl: the row operand (input pixels, the same for every lane) is gathered once
-// per subgroup and shuffled round; each lane loads its 4 output channels x 4 positions of dy as 4 vec4
-// along ow.
+// per subgroup and shuffled round; each lane reads its 4 output channels x 4 positions of dy as the
+// next 64-byte block of dy packed by conv2d_pack_dy.wgsl.
 //
-// Specialisation: SG, TM, DY_VEC (Wo % 4 == 0: vec4 dy loads), ACCUMULATE (add into dw: batch chunks
-// after the first).
+// Specialisation: SG, TM, SUBGROUPS, ACCUMULATE (add into dw: batch chunks after the first).
 // Dispatch: x = row tile, z = column tile + col_tiles * group.
 #if ${SUBGROUPS}
 enable subgroups;
@@ -35,30 +34,18 @@ struct Params {
   pt: i32,
   pl: i32,
   col_tiles: u32,
-  x_off: u32, // element offsets of the batch chunk's first image
-  dy_off: u32,
+  x_off: u32, // element offset of the batch chunk's first image in x
+  all_quads: u32, // output channel quads of all groups in packed dy
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-#if ${DY_VEC}
-@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>;
-#else
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-#endif
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>; // packed
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
 const SG: u32 = ${SG}u;
 const TM: u32 = ${TM}u;
 const LOADS: u32 = TM / SG;
-
-fn load_dy(e: u32) -> vec4<f32> {
-#if ${DY_VEC}
-  return dy[e / 4u];
-#else
-  return vec4(dy[e], dy[e + 1u], dy[e + 2u], dy[e + 3u]);
-#endif
-}
 
 // Hands each lane's gathered row values to the whole group: subgroup shuffles where the adapter has
 // them (SUBGROUPS), else through workgroup memory (portable; correct everywhere, tuned nowhere).
@@ -92,7 +79,6 @@ fn main(
   let g = wg.z / p.col_tiles;
   let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
   let hw = p.h * p.w;
-  let plane = p.ho * p.wo;
 
   // For each row this lane gathers: its channel's x offset (image 0) and the kernel offset (i dh - pt, j dw - pl).
   var x_chan: array<u32, LOADS>;
@@ -105,15 +91,15 @@ fn main(
     di[q] = i32((r / p.kw) % p.kh) * p.dh - p.pt;
     dj[q] = vec4(i32(r % p.kw) * p.dw - p.pl);
   }
-  var dy_chan: array<u32, 4>; // dy offset of this lane's output channels (image 0)
-  for (var jj = 0u; jj < 4u; jj++) {
-    dy_chan[jj] = p.dy_off + (g * p.og + min(col + jj, p.og - 1u)) * plane; // past the edge: garbage, not stored
-  }
+  // This lane's quad of output channels in packed dy (lanes past the group's edge: garbage, never stored).
+  let quads = (p.og + 3u) / 4u;
+  let quad = g * quads + min(col / 4u, quads - 1u);
+  let w4n = (p.wo + 3u) / 4u;
 
   var acc: array<vec4<f32>, TM>;
   for (var n = 0u; n < p.n; n++) {
     for (var oh = 0u; oh < p.ho; oh++) {
-      let dy_row = n * p.o_total * plane + oh * p.wo;
+      let dy_row = (n * p.ho + oh) * w4n;
       // Per gathered row: the input row, and whether it is inside.
       var x_row: array<u32, LOADS>;
       var row_in: array<bool, LOADS>;
@@ -122,16 +108,14 @@ fn main(
         row_in[q] = ih >= 0 && ih < i32(p.h);
         x_row[q] = x_chan[q] + n * p.c_total * hw + u32(select(0, ih, row_in[q])) * p.w;
       }
-      for (var ow0 = 0u; ow0 < p.wo; ow0 += 4u) {
+      for (var w4 = 0u; w4 < w4n; w4++) {
+        let ow0 = w4 * 4u;
         let ow = vec4(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u);
         let ow_ok = ow < vec4(p.wo);
-        var dt: array<vec4<f32>, 4>; // dt[jj] = dy at the 4 positions for output channel col + jj
-        for (var jj = 0u; jj < 4u; jj++) {
-          dt[jj] = select(vec4(0.0), load_dy(dy_chan[jj] + dy_row + ow0), ow_ok);
-        }
-        var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position t
+        var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position ow0 + t
+        let dy_at = ((dy_row + w4) * p.all_quads + quad) * 4u;
         for (var t = 0u; t < 4u; t++) {
-          dk[t] = vec4(dt[0][t], dt[1][t], dt[2][t], dt[3][t]);
+          dk[t] = dy[dy_at + t];
         }
         let ow_s = vec4<i32>(ow) * p.sw;
         for (var q = 0u; q < LOADS; q++) {

@@ -6,6 +6,7 @@ import forwardSource from '../../kernels/conv2d_forward.wgsl';
 import gradInputSource from '../../kernels/conv2d_grad_input.wgsl';
 import gradWeightSource from '../../kernels/conv2d_grad_weight.wgsl';
 import packSource from '../../kernels/conv2d_pack.wgsl';
+import packDySource from '../../kernels/conv2d_pack_dy.wgsl';
 import col2imSource from '../../kernels/conv2d_col2im.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
 import { gpu } from '../gpu.ts';
@@ -19,6 +20,7 @@ registerKernel('conv2d_forward', forwardSource);
 registerKernel('conv2d_grad_input', gradInputSource);
 registerKernel('conv2d_grad_weight', gradWeightSource);
 registerKernel('conv2d_pack', packSource);
+registerKernel('conv2d_pack_dy', packDySource);
 registerKernel('conv2d_col2im', col2imSource);
 
 export type Pair = number | [number, number];
@@ -331,16 +333,29 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
   const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
   const colTiles = Math.ceil(geo.og / (4 * SG));
-  batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo]).forEach(([first, count], chunk) => {
+  const quads = Math.ceil(geo.og / 4);
+  const w4 = Math.ceil(wo / 4);
+  const packedPerImage = ho * w4 * geo.groups * quads * 16;
+  batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, packedPerImage]).forEach(([first, count], chunk) => {
     const xs = window(x, c * h * w, first, count);
+    // dy in the weight-gradient kernel's reading order: see kernels/conv2d_pack_dy.wgsl.
+    const packed = Tensor.empty([count * packedPerImage]);
     const dys = window(dy, o * ho * wo, first, count);
+    const [ry, rz] = tileGrid(count * ho * w4);
+    rt().dispatch({
+      kernel: 'conv2d_pack_dy',
+      params: [count * ho * w4, ry, geo.og, o, ho, wo, quads, geo.groups * quads, dys.offset],
+      bindings: [dys.binding, { buffer: packed.buffer }],
+      workgroups: [Math.ceil((geo.groups * quads * 4) / 64), ry, rz],
+    });
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
-      spec: { SG, TM, SUBGROUPS, DY_VEC: wo % 4 === 0, ACCUMULATE: chunk > 0 },
-      params: [count, geo.cg, geo.og, c, o, ...sizes(geo), ...steps(geo), colTiles, xs.offset, dys.offset],
-      bindings: [xs.binding, dys.binding, { buffer: dw.buffer }],
+      spec: { SG, TM, SUBGROUPS, ACCUMULATE: chunk > 0 },
+      params: [count, geo.cg, geo.og, c, o, ...sizes(geo), ...steps(geo), colTiles, xs.offset, geo.groups * quads],
+      bindings: [xs.binding, { buffer: packed.buffer }, { buffer: dw.buffer }],
       workgroups: [Math.ceil((geo.cg * geo.kh * geo.kw) / TM), 1, colTiles * geo.groups],
     });
+    packed.dispose();
   });
   return dw;
 }
