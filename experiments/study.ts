@@ -9,11 +9,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gpu } from '../engine/gpu.ts';
-import { Tensor, noGrad, scopeAsync } from '../engine/index.ts';
 import { createModel, defaultFeatureLayer, modelInfo } from '../models/index.ts';
 import { EASY_DIFFICULTY, generateSynthFaces, loadImage, readSplit, valTransform, type SynthDifficulty } from './data/index.ts';
 import { readWeightsFile } from './checkpoint.ts';
-import { camOf } from './explain/explain.ts';
+import { activationOf, camOf } from './explain/explain.ts';
 import { formatSeconds } from './progress.ts';
 import { train, type Regime, type RunResult } from './train.ts';
 import { chwToRgba, encodePng, featureMapGrid, heatmapOverlay, labelledRow } from './visualize/images.ts';
@@ -376,20 +375,7 @@ async function drawFigures(
     // Feature maps through a forward hook on the chosen layer, for the first chosen image.
     const layers = options.layers ?? [defaultFeatureLayer(net, model)];
     for (const layer of layers) {
-      let activation: Tensor | null = null;
-      const hook = net.registerForwardHook(layer, (_m, _x, output) => {
-        activation = output as Tensor;
-      });
-      let fm: { data: Float32Array; shape: number[] } | null = null;
-      try {
-        fm = await scopeAsync(async () => {
-          noGrad(() => net.call(Tensor.fromArray(images[0], [1, 3, size, size])));
-          const a = activation as Tensor | null;
-          return a ? { data: await a.toArray(), shape: a.shape.slice(1) } : null;
-        });
-      } finally {
-        hook.remove();
-      }
+      const fm = await activationOf(net, images[0], size, layer);
       if (fm && fm.shape.length === 3) {
         const file = join('featuremaps', name, `${layer}.png`);
         mkdirSync(join(out, 'featuremaps', name), { recursive: true });

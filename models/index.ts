@@ -1,5 +1,6 @@
 // The model registry: torchvision's names -> builders and facts, for the CLI, the study and the tests.
 import { CelgradError } from '../engine/errors.ts';
+import { Conv2d } from '../engine/nn/index.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { Classifier, ModelInfo, ModelOptions } from './common.ts';
 import { densenet121, densenet121Info } from './densenet.ts';
@@ -73,4 +74,11 @@ export function freezeBackbone(model: Classifier<ClassifierOutput>, headParamete
   for (const [name, t] of model.namedParameters()) {
     t.setRequiresGrad(headParameterPrefixes.some((p) => name.startsWith(`${p}.`)));
   }
+}
+
+/** The layer whose feature maps the paper shows (the study's and the explorer's default): the n-th Conv2d in module order, or a named block. */
+export function defaultFeatureLayer(model: Classifier<ClassifierOutput>, name: string): string {
+  if (name === 'inception_v3') return 'Mixed_5b';
+  const convs = [...model.namedModules()].filter(([, m]) => m instanceof Conv2d).map(([n]) => n);
+  return convs[Math.min(9, convs.length - 1)];
 }

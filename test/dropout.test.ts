@@ -15,37 +15,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { toGpu, asF32 } from './gpu.ts';
 import * as R from './reference/dropout.ts';
-import { type Arr, assertClose, dot, randArr, rng } from './reference/tensor.ts';
+import { assertClose, dot, randArr, rng } from './reference/tensor.ts';
 
 const TOL = 1e-6;
 const FD_TOL = 1e-4;
 
-/** Philox-2x32-10 (Salmon et al. 2011) in plain JS, as kernels/dropout.wgsl documents it: both output words. */
-function philox2x32(counter: [number, number], key: number): [number, number] {
-  let [x0, x1] = counter;
-  let k = key;
-  for (let round = 0; round < 10; round++) {
-    const product = 0xd256d193n * BigInt(x0);
-    [x0, x1] = [(Number(product >> 32n) ^ k ^ x1) >>> 0, Number(product & 0xffffffffn)];
-    k = (k + 0x9e3779b9) >>> 0;
-  }
-  return [x0, x1];
-}
-
-/** The documented mask: element i is kept when the top 24 bits of the first word reach round(p * 2^24). */
-function mask(shape: number[], p: number, seed: number): Arr {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const threshold = Math.round(p * 2 ** 24);
-  const data = new Float64Array(n);
-  for (let i = 0; i < n; i++) data[i] = philox2x32([i, 0], seed)[0] >>> 8 >= threshold ? 1 : 0;
-  return { data, shape };
-}
-
 test('the JS model of the mask generator reproduces Random123 known-answer vectors for Philox-2x32-10', () => {
   const hex = (v: [number, number]) => v.map((w) => w.toString(16).padStart(8, '0'));
-  assert.equal(hex(philox2x32([0, 0], 0)), ['ff1dae59', '6cd10df2']);
-  assert.equal(hex(philox2x32([0xffffffff, 0xffffffff], 0xffffffff)), ['2c3f628b', 'ab4fd7ad']);
-  assert.equal(hex(philox2x32([0x243f6a88, 0x85a308d3], 0x13198a2e)), ['dd7ce038', 'f62a4c12']);
+  assert.equal(hex(R.philox2x32([0, 0], 0)), ['ff1dae59', '6cd10df2']);
+  assert.equal(hex(R.philox2x32([0xffffffff, 0xffffffff], 0xffffffff)), ['2c3f628b', 'ab4fd7ad']);
+  assert.equal(hex(R.philox2x32([0x243f6a88, 0x85a308d3], 0x13198a2e)), ['dd7ce038', 'f62a4c12']);
 });
 
 test('dropout: the GPU mask is the documented one and values and gradients match the reference (24 configurations)', async () => {
@@ -56,7 +35,7 @@ test('dropout: the GPU mask is the documented one and values and gradients match
     const seed = k === 0 ? 0xffffffff : r.int(2 ** 32);
     const x = asF32(randArr(shape, 100 + k, 0.5, 2));
     const gy = asF32(randArr(shape, 200 + k));
-    const m = mask(shape, p, seed);
+    const m = R.philoxMask(shape, p, seed);
     await scopeAsync(async () => {
       const xt = toGpu(x, true);
       const y = dropout(xt, p, { seed });

@@ -6,9 +6,20 @@
 //   a_kij = G^2 / (2 G^2 + sum_ab A_kab * G^3)   (0 where G = 0),   w_k = sum_ij a_kij ReLU(G_kij),
 //   L = ReLU(sum_k w_k A_k).
 
-import { camSignal, type CamSignal } from '../visualize/images.ts';
+/** Whether a class-activation map can be drawn: 'no-signal' when it is constant (all zero included) after ReLU. */
+export type CamSignal = 'ok' | 'no-signal' | 'not-finite';
 
-export type { CamSignal };
+export function camSignal(cam: ArrayLike<number>): CamSignal {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < cam.length; i++) {
+    if (!Number.isFinite(cam[i])) return 'not-finite';
+    const v = Math.max(0, cam[i]);
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  return hi > lo ? 'ok' : 'no-signal';
+}
 
 export interface Cam {
   /** The raw map, h*w, before normalisation (ReLU applied). */

@@ -58,6 +58,32 @@ export async function predict(model: Classifier<ClassifierOutput>, image: Float3
 }
 
 /**
+ * The output of `layer` for one image [3, S, S] (eval mode, no tape), without its batch dimension; null when the
+ * forward pass does not call that layer or it returns something other than a tensor.
+ */
+export async function activationOf(
+  model: Classifier<ClassifierOutput>,
+  image: Float32Array,
+  size: number,
+  layer: string,
+): Promise<{ data: Float32Array; shape: number[] } | null> {
+  model.eval();
+  let activation: unknown = null;
+  const hook = model.registerForwardHook(layer, (_m, _input, output) => {
+    activation = output;
+  });
+  try {
+    return await scopeAsync(async () => {
+      noGrad(() => model.call(Tensor.fromArray(image, [1, 3, size, size])));
+      const a = activation;
+      return a instanceof Tensor ? { data: await a.toArray(), shape: a.shape.slice(1) } : null;
+    });
+  } finally {
+    hook.remove();
+  }
+}
+
+/**
  * Grad-CAM (or Grad-CAM++) of `layer` for class `target` (default: the predicted class), from the
  * pre-softmax score, as Selvaraju et al. and pytorch-grad-cam's ClassifierOutputTarget.
  */

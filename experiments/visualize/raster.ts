@@ -4,13 +4,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { DataError } from '../../engine/errors.ts';
+import type { RgbaImage } from './pixels.ts';
 
-/** Row-major 8-bit RGBA, not premultiplied. */
-export interface RgbaImage {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+export type { RgbaImage } from './pixels.ts';
 
 // Debian/Ubuntu (fonts-dejavu-core), Fedora, Arch.
 const FONT_DIRS = ['/usr/share/fonts/truetype/dejavu', '/usr/share/fonts/dejavu-sans-fonts', '/usr/share/fonts/TTF'];
