@@ -10,7 +10,7 @@
 // subgroup and shuffled round, and each lane loads its own 4x4 weight block (4 output x 4 input
 // channels), the next 64 bytes of the packed weight. Pixels in the padding read as 0.
 //
-// Specialisation: SG, TM, BIAS, RELU.
+// Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), BIAS, RELU.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
 #if ${SUBGROUPS}
 enable subgroups;
@@ -28,10 +28,10 @@ struct Params {
   wo: u32,
   kh: u32,
   kw: u32,
-  sh: u32,
-  sw: u32,
-  dh: u32,
-  dw: u32,
+  sh: i32,
+  sw: i32,
+  dh: i32,
+  dw: i32,
   pt: i32,
   pl: i32,
   tiles_x: u32, // row tiles along workgroup x
@@ -98,8 +98,8 @@ fn main(
     let n = r / (p.ho * p.wo);
     let pos = r % (p.ho * p.wo);
     x_img[q] = p.x_off + (n * p.c_total + g * p.cg) * hw;
-    ih0[q] = i32((pos / p.wo) * p.sh) - p.pt;
-    iw0[q] = i32((pos % p.wo) * p.sw) - p.pl;
+    ih0[q] = i32(pos / p.wo) * p.sh - p.pt;
+    iw0[q] = i32(pos % p.wo) * p.sw - p.pl;
   }
 
   var acc: array<vec4<f32>, TM>;
@@ -109,8 +109,8 @@ fn main(
       var x_at: array<u32, LOADS>;
       var inside: array<bool, LOADS>;
       for (var q = 0u; q < LOADS; q++) {
-        let ih = ih0[q] + i32(i * p.dh);
-        let iw = iw0[q] + i32(j * p.dw);
+        let ih = ih0[q] + i32(i) * p.dh;
+        let iw = iw0[q] + i32(j) * p.dw;
         inside[q] = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
         x_at[q] = x_img[q] + u32(select(0, ih * i32(p.w) + iw, inside[q]));
       }
@@ -138,12 +138,12 @@ fn main(
     }
   }
 
+  // Rows are consecutive positions: step (n, pos) along instead of dividing per row (x86 has no
+  // SIMD integer division, so lavapipe divides lane by lane).
   let pos_count = p.ho * p.wo;
-  for (var r = 0u; r < TM; r++) {
-    let row = row0 + r;
-    if (row >= p.rows) { break; }
-    let n = row / pos_count;
-    let pos = row % pos_count;
+  var n = row0 / pos_count;
+  var pos = row0 % pos_count;
+  for (var r = 0u; r < TM && row0 + r < p.rows; r++) {
     for (var jj = 0u; jj < 4u; jj++) {
       let o = col + jj;
       if (o < p.og) {
@@ -157,6 +157,11 @@ fn main(
 #endif
         y[p.y_off + (n * p.o_total + oc) * pos_count + pos] = v;
       }
+    }
+    pos++;
+    if (pos == pos_count) {
+      pos = 0u;
+      n++;
     }
   }
 }

@@ -13,7 +13,7 @@
 // lane) is gathered once per subgroup and shuffled round; each lane loads 4 output channels x its 4
 // input channels of the weight, the next 64 bytes of the weight packed by conv2d_pack.wgsl.
 //
-// Specialisation: SG, TM.
+// Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory).
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
 #if ${SUBGROUPS}
 enable subgroups;
@@ -150,18 +150,26 @@ fn main(
     }
   }
 
+  // Rows are consecutive pixels of the phase: step (n, hq, wq) along instead of dividing per row
+  // (x86 has no SIMD integer division, so lavapipe divides lane by lane).
   let hw = p.h * p.w;
-  for (var r = 0u; r < TM; r++) {
-    let row = row0 + r;
-    if (row >= p.rows) { break; }
-    let n = row / (p.hp * p.wp);
-    let pos = row % (p.hp * p.wp);
-    let h = (pos / p.wp) * u32(p.sh) + p.ph;
-    let x = (pos % p.wp) * u32(p.sw) + p.pw;
+  var n = row0 / (p.hp * p.wp);
+  var y = (row0 % (p.hp * p.wp)) / p.wp;
+  var x = row0 % p.wp;
+  for (var r = 0u; r < TM && row0 + r < p.rows; r++) {
+    let at = (n * p.c_total + g * p.cg + col) * hw + (y * u32(p.sh) + p.ph) * p.w + x * u32(p.sw) + p.pw;
     for (var jj = 0u; jj < 4u; jj++) {
-      let c = col + jj;
-      if (c < p.cg) {
-        dx[p.dx_off + (n * p.c_total + g * p.cg + c) * hw + h * p.w + x] = acc[r][jj];
+      if (col + jj < p.cg) {
+        dx[p.dx_off + at + jj * hw] = acc[r][jj];
+      }
+    }
+    x++;
+    if (x == p.wp) {
+      x = 0u;
+      y++;
+      if (y == p.hp) {
+        y = 0u;
+        n++;
       }
     }
   }

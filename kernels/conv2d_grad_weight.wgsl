@@ -9,7 +9,11 @@
 // per subgroup and shuffled round; each lane reads its 4 output channels x 4 positions of dy as the
 // next 64-byte block of dy packed by conv2d_pack_dy.wgsl.
 //
-// Specialisation: SG, TM, SUBGROUPS, ACCUMULATE (add into dw: batch chunks after the first).
+// A 1x1 convolution with stride 1 and no padding runs as one on a 1 x HW image (engine/ops/conv2d.ts):
+// each step's 4 positions are then 4 neighbouring pixels, loaded as one vec4 when aligned (X_VEC).
+//
+// Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), X_VEC, ACCUMULATE (add
+// into dw: batch chunks after the first).
 // Dispatch: x = row tile, z = column tile + col_tiles * group.
 #if ${SUBGROUPS}
 enable subgroups;
@@ -39,7 +43,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
+#if ${X_VEC}
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>; // packed
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
@@ -119,10 +127,14 @@ fn main(
         }
         let ow_s = vec4<i32>(ow) * p.sw;
         for (var q = 0u; q < LOADS; q++) {
+#if ${X_VEC}
+          let mine = select(vec4(0.0), x[(x_row[q] + ow0) / 4u], ow_ok);
+#else
           let iw = ow_s + dj[q];
           let ok = ow_ok & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
           let e = vec4(x_row[q]) + vec4<u32>(select(vec4(0), iw, ok));
           let mine = select(vec4(0.0), vec4(x[e.x], x[e.y], x[e.z], x[e.w]), ok);
+#endif
           share(mine, lane);
           for (var s = 0u; s < SG; s++) {
             let v = from_lane(mine, s);

@@ -50,6 +50,7 @@ interface Case {
 const CASES: Case[] = [
   { name: 'resnet stem 7x7 s2 p3, 3 channels', x: [2, 3, 15, 13], w: [8, 3, 7, 7], opts: { stride: 2, padding: 3 } },
   { name: 'resnet 1x1 (GEMM path)', x: [2, 16, 5, 6], w: [12, 16, 1, 1], opts: {} },
+  { name: 'resnet 1x1, planes of 4k pixels (vec4 grad-weight loads)', x: [3, 40, 4, 6], w: [36, 40, 1, 1], opts: {} },
   { name: 'resnet 3x3 s1 p1', x: [1, 8, 7, 9], w: [40, 8, 3, 3], opts: { padding: 1 }, bias: true },
   { name: 'resnet 3x3 s2 p1', x: [2, 12, 9, 8], w: [16, 12, 3, 3], opts: { stride: 2, padding: 1 } },
   { name: 'resnet 1x1 s2 downsample', x: [2, 16, 7, 7], w: [33, 16, 1, 1], opts: { stride: 2 } },

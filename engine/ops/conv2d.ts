@@ -23,7 +23,7 @@ registerKernel('conv2d_pack', packSource);
 registerKernel('conv2d_pack_dy', packDySource);
 registerKernel('conv2d_col2im', col2imSource);
 
-export type Pair = number | [number, number];
+type Pair = number | [number, number];
 
 export interface Conv2dOptions {
   stride?: Pair;
@@ -99,9 +99,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options: 
     throw new ShapeError(`conv2d: bias [${bias.shape}] should be [${geo.o}]`);
   }
   const relu = options.relu ?? false;
+  const needsGrad = Tensor.needsGrad(x, weight, bias);
+  if (relu && needsGrad) throw new ShapeError('conv2d: the fused ReLU is for inference; use relu(conv2d(...)) when training');
   const y = conv2dForward(x, weight, bias, geo, relu);
-  if (Tensor.needsGrad(x, weight, bias)) {
-    if (relu) throw new ShapeError('conv2d: the fused ReLU is for inference; use relu(conv2d(...)) when training');
+  if (needsGrad) {
     y.requiresGrad = true;
     y.gradFn = {
       op: 'conv2d',
@@ -115,8 +116,6 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options: 
   }
   return y;
 }
-
-// ---- kernels ----
 
 // ---- kernel variants ----
 
@@ -260,7 +259,7 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
     rt().dispatch({
       kernel: 'conv2d_forward',
       spec: { SG, TM, SUBGROUPS, BIAS: bias !== null, RELU: relu },
-      params: [rows, geo.og, geo.cg, c, o, ...sizes(geo), geo.sh, geo.sw, geo.dh, geo.dw, i32(geo.pt), i32(geo.pl), tx, colTiles, xs.offset, ys.offset],
+      params: [rows, geo.og, geo.cg, c, o, ...sizes(geo), ...steps(geo), tx, colTiles, xs.offset, ys.offset],
       bindings: [xs.binding, { buffer: wt.buffer }, ...(bias ? [{ buffer: bias.buffer }] : []), ys.binding],
       workgroups: [tx, ty, colTiles * geo.groups],
     });
@@ -328,14 +327,17 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
 
 /** d(loss)/dweight for y = conv2d(x, weight): a reduction over the batch and every output position. */
 export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tensor {
-  const { n, c, h, w, o, ho, wo } = geo;
-  const dw = Tensor.empty([o, geo.cg, geo.kh, geo.kw]);
+  const dw = Tensor.empty([geo.o, geo.cg, geo.kh, geo.kw]);
+  // A pointwise convolution is the same one on a 1 x HW image: the kernel then walks whole planes
+  // 4 pixels at a time (vec4 loads where aligned) instead of rows.
+  const g = isPointwise(geo) ? { ...geo, h: 1, w: geo.h * geo.w, ho: 1, wo: geo.ho * geo.wo } : geo;
+  const { n, c, h, w, o, ho, wo } = g;
   const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
-  const colTiles = Math.ceil(geo.og / (4 * SG));
-  const quads = Math.ceil(geo.og / 4);
+  const colTiles = Math.ceil(g.og / (4 * SG));
+  const quads = Math.ceil(g.og / 4);
   const w4 = Math.ceil(wo / 4);
-  const packedPerImage = ho * w4 * geo.groups * quads * 16;
+  const packedPerImage = ho * w4 * g.groups * quads * 16;
   batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, packedPerImage]).forEach(([first, count], chunk) => {
     const xs = window(x, c * h * w, first, count);
     // dy in the weight-gradient kernel's reading order: see kernels/conv2d_pack_dy.wgsl.
@@ -344,16 +346,16 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
     const [ry, rz] = tileGrid(count * ho * w4);
     rt().dispatch({
       kernel: 'conv2d_pack_dy',
-      params: [count * ho * w4, ry, geo.og, o, ho, wo, quads, geo.groups * quads, dys.offset],
+      params: [count * ho * w4, ry, g.og, o, ho, wo, quads, g.groups * quads, dys.offset],
       bindings: [dys.binding, { buffer: packed.buffer }],
-      workgroups: [Math.ceil((geo.groups * quads * 4) / 64), ry, rz],
+      workgroups: [Math.ceil((g.groups * quads * 4) / 64), ry, rz],
     });
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
-      spec: { SG, TM, SUBGROUPS, ACCUMULATE: chunk > 0 },
-      params: [count, geo.cg, geo.og, c, o, ...sizes(geo), ...steps(geo), colTiles, xs.offset, geo.groups * quads],
+      spec: { SG, TM, SUBGROUPS, X_VEC: isPointwise(geo) && (h * w) % 4 === 0 && xs.offset % 4 === 0, ACCUMULATE: chunk > 0 },
+      params: [count, g.cg, g.og, c, o, ...sizes(g), ...steps(g), colTiles, xs.offset, g.groups * quads],
       bindings: [xs.binding, { buffer: packed.buffer }, { buffer: dw.buffer }],
-      workgroups: [Math.ceil((geo.cg * geo.kh * geo.kw) / TM), 1, colTiles * geo.groups],
+      workgroups: [Math.ceil((g.cg * g.kh * g.kw) / TM), 1, colTiles * g.groups],
     });
     packed.dispose();
   });
