@@ -15,7 +15,41 @@ export interface GradNode {
   inputs: (Tensor | null)[];
   /** Given d(loss)/d(output), returns d(loss)/d(input) for each input (null where not needed). */
   backward(grad: Tensor): (Tensor | null)[];
+  /** The op as ONNX (engine/io/onnx.ts walks the tape to export a model); absent where it has no ONNX form. */
+  export?: OpExport;
 }
+
+// ---- the tape as an ONNX graph ----
+
+/** An ONNX attribute: an integer, integers, a string, or a float (marked: ONNX types 1 and 1.0 differently). */
+export type OnnxAttribute = number | number[] | string | { float: number };
+
+/** A constant input of an exported node (a shape, axes, a scalar), written as an initializer. */
+export interface OnnxConstant {
+  dtype: 'float' | 'int64';
+  dims: number[];
+  values: number[];
+}
+
+/**
+ * What an exported node reads: the op's k-th tape input, a tensor the tape does not hold (batch-norm
+ * running statistics), a constant, the output of a nested node, or null for an omitted optional input.
+ */
+export type OnnxInput = number | Tensor | OnnxConstant | OpExport | null;
+
+/**
+ * An op's ONNX form (opset 17): one node whose inputs may be nested nodes (a fused ReLU wraps its
+ * batch norm; a transposed matmul operand is a Transpose node).
+ */
+export interface OpExport {
+  type: string;
+  attrs?: Record<string, OnnxAttribute>;
+  /** Default: the op's tape inputs in order, missing trailing ones (a conv without bias) dropped. */
+  inputs?: OnnxInput[];
+}
+
+export const int64s = (values: number[], dims = [values.length]): OnnxConstant => ({ dtype: 'int64', dims, values });
+export const floats = (values: number[], dims = [values.length]): OnnxConstant => ({ dtype: 'float', dims, values });
 
 let gradEnabled = true;
 

@@ -1,7 +1,7 @@
 // 2-D batch normalisation (torch.nn.BatchNorm2d), optionally fused with ReLU, with its derivative.
 // Kernel: kernels/batchnorm.wgsl. Reference: test/reference/batchnorm.ts.
 import batchnormSource from '../../kernels/batchnorm.wgsl';
-import { getBackwardMode } from '../autograd.ts';
+import { getBackwardMode, type OpExport } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
 import { mapUnary } from './elementwise.ts';
 import { gpu } from '../gpu.ts';
@@ -86,6 +86,8 @@ export function batchNorm2d(
     return y;
   }
   y.requiresGrad = true;
+  // ONNX (eval mode only: training updates the running statistics): inputs x, scale, bias, mean, var.
+  const bn: OpExport = { type: 'BatchNormalization', attrs: { epsilon: { float: eps } }, inputs: [0, 1, 2, runningMean, runningVar] };
   y.gradFn = {
     op: relu ? 'batchNorm2d+relu' : 'batchNorm2d',
     inputs: [x, weight, bias],
@@ -106,6 +108,7 @@ export function batchNorm2d(
       if (upstream !== g) upstream.dispose();
       return [gx, gw, gb];
     },
+    export: training ? undefined : relu ? { type: 'Relu', inputs: [bn] } : bn,
   };
   return y;
 }

@@ -112,6 +112,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options: 
         weight.requiresGrad ? conv2dGradWeight(x, g, geo) : null,
         bias?.requiresGrad ? sum(g, [0, 2, 3]) : null,
       ],
+      // ONNX's pads run begins then ends: top, left, bottom, right.
+      export: {
+        type: 'Conv',
+        attrs: { kernel_shape: [geo.kh, geo.kw], strides: [geo.sh, geo.sw], pads: [geo.pt, geo.pl, geo.pb, geo.pr], dilations: [geo.dh, geo.dw], group: geo.groups },
+      },
     };
   }
   return y;

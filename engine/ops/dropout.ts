@@ -53,7 +53,7 @@ function identity(x: Tensor): Tensor {
   const y = x.view(x.shape);
   if (Tensor.needsGrad(x)) {
     y.requiresGrad = true;
-    y.gradFn = { op: 'dropout (identity)', inputs: [x], backward: (g) => [g.detach()] };
+    y.gradFn = { op: 'dropout (identity)', inputs: [x], backward: (g) => [g.detach()], export: { type: 'Identity' } };
   }
   return y;
 }

@@ -2,7 +2,7 @@
 // Kernels: kernels/unary.wgsl, kernels/binary.wgsl. Reference: test/reference/elementwise.ts.
 import unarySource from '../../kernels/unary.wgsl';
 import binarySource from '../../kernels/binary.wgsl';
-import { getBackwardMode } from '../autograd.ts';
+import { floats, getBackwardMode, type OpExport } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
 import { f32, registerKernel, rt } from '../runtime.ts';
 import { Tensor, type Shape } from '../tensor.ts';
@@ -62,54 +62,61 @@ export function mapBinary(a: Tensor, b: Tensor, expr: string, alpha = 0): Tensor
 
 // ---- unary ops ----
 
-/** A unary op with its derivative: `grad` maps (g = upstream gradient, x = input, y = output) to dx. */
+/**
+ * A unary op with its derivative: `grad` maps (g = upstream gradient, x = input, y = output) to dx;
+ * `onnx` is its ONNX form.
+ */
 function unaryOp(
   name: string,
   expr: string,
   alpha: number,
   x: Tensor,
   grad: (g: Tensor, x: Tensor, y: Tensor) => Tensor,
+  onnx: OpExport,
 ): Tensor {
   const y = mapUnary(x, expr, alpha);
   if (Tensor.needsGrad(x)) {
     y.requiresGrad = true;
-    y.gradFn = { op: name, inputs: [x], backward: (g) => [grad(g, x, y)] };
+    y.gradFn = { op: name, inputs: [x], backward: (g) => [grad(g, x, y)], export: onnx };
   }
   return y;
 }
 
-export const neg = (x: Tensor) => unaryOp('neg', '-x', 0, x, (g) => mapUnary(g, '-x'));
+/** ONNX form of `x <op> s` for a scalar s: the op with a constant. */
+const withScalar = (type: string, s: number): OpExport => ({ type, inputs: [0, floats([s], [])] });
+
+export const neg = (x: Tensor) => unaryOp('neg', '-x', 0, x, (g) => mapUnary(g, '-x'), { type: 'Neg' });
 
 export const relu = (x: Tensor) =>
   unaryOp('relu', 'max(x, 0.0)', 0, x, (g, input) =>
     getBackwardMode() === 'guided'
       ? mapBinary(g, input, 'select(0.0, a, b > 0.0 && a > 0.0)')
       : mapBinary(g, input, 'select(0.0, a, b > 0.0)'),
+    { type: 'Relu' },
   );
 
-export const exp = (x: Tensor) => unaryOp('exp', 'exp(x)', 0, x, (g, _x, y) => mapBinary(g, y, 'a * b'));
+export const exp = (x: Tensor) => unaryOp('exp', 'exp(x)', 0, x, (g, _x, y) => mapBinary(g, y, 'a * b'), { type: 'Exp' });
 
-export const log = (x: Tensor) => unaryOp('log', 'log(x)', 0, x, (g, input) => mapBinary(g, input, 'a / b'));
+export const log = (x: Tensor) => unaryOp('log', 'log(x)', 0, x, (g, input) => mapBinary(g, input, 'a / b'), { type: 'Log' });
 
-export const sqrt = (x: Tensor) => unaryOp('sqrt', 'sqrt(x)', 0, x, (g, _x, y) => mapBinary(g, y, '0.5 * a / b'));
+export const sqrt = (x: Tensor) => unaryOp('sqrt', 'sqrt(x)', 0, x, (g, _x, y) => mapBinary(g, y, '0.5 * a / b'), { type: 'Sqrt' });
 
-export const abs = (x: Tensor) => unaryOp('abs', 'abs(x)', 0, x, (g, input) => mapBinary(g, input, 'a * sign(b)'));
+export const abs = (x: Tensor) => unaryOp('abs', 'abs(x)', 0, x, (g, input) => mapBinary(g, input, 'a * sign(b)'), { type: 'Abs' });
 
 export const sigmoid = (x: Tensor) =>
-  unaryOp('sigmoid', '1.0 / (1.0 + exp(-x))', 0, x, (g, _x, y) => mapBinary(g, y, 'a * b * (1.0 - b)'));
+  unaryOp('sigmoid', '1.0 / (1.0 + exp(-x))', 0, x, (g, _x, y) => mapBinary(g, y, 'a * b * (1.0 - b)'), { type: 'Sigmoid' });
 
-export const tanh = (x: Tensor) => unaryOp('tanh', 'tanh(x)', 0, x, (g, _x, y) => mapBinary(g, y, 'a * (1.0 - b * b)'));
+export const tanh = (x: Tensor) =>
+  unaryOp('tanh', 'tanh(x)', 0, x, (g, _x, y) => mapBinary(g, y, 'a * (1.0 - b * b)'), { type: 'Tanh' });
 
-export const addScalar = (x: Tensor, s: number) => unaryOp('addScalar', 'x + alpha', s, x, (g) => g.detach());
+export const addScalar = (x: Tensor, s: number) => unaryOp('addScalar', 'x + alpha', s, x, (g) => g.detach(), withScalar('Add', s));
 
 export const mulScalar = (x: Tensor, s: number) =>
-  unaryOp('mulScalar', 'x * alpha', s, x, (g) => mapUnary(g, 'x * alpha', s));
+  unaryOp('mulScalar', 'x * alpha', s, x, (g) => mapUnary(g, 'x * alpha', s), withScalar('Mul', s));
 
 /** x^p for a scalar p (x > 0 where p is not an integer, as in PyTorch). */
 export const powScalar = (x: Tensor, p: number) =>
-  unaryOp('powScalar', powExpr('x'), p, x, (g, input) =>
-    mapBinary(g, input, `a * alpha * ${powExpr('b', -1)}`, p),
-  );
+  unaryOp('powScalar', powExpr('x'), p, x, (g, input) => mapBinary(g, input, `a * alpha * ${powExpr('b', -1)}`, p), withScalar('Pow', p));
 
 /** WGSL for v^alpha (or v^(alpha + shift)) that is correct for negative v and integer exponents. */
 function powExpr(v: string, shift = 0): string {
@@ -119,12 +126,14 @@ function powExpr(v: string, shift = 0): string {
 
 // ---- binary ops with broadcasting ----
 
+/** A broadcasting binary op: `grads` maps the upstream gradient to (da, db) before reduction; `type` is its ONNX op. */
 function binaryOp(
   name: string,
   expr: string,
   a: Tensor,
   b: Tensor,
   grads: (g: Tensor) => [Tensor | null, Tensor | null],
+  type: string,
 ): Tensor {
   const y = mapBinary(a, b, expr);
   if (Tensor.needsGrad(a, b)) {
@@ -136,20 +145,21 @@ function binaryOp(
         const [ga, gb] = grads(g);
         return [ga && reduceTo(ga, a.shape), gb && reduceTo(gb, b.shape)];
       },
+      export: { type },
     };
   }
   return y;
 }
 
-export const add = (a: Tensor, b: Tensor) => binaryOp('add', 'a + b', a, b, (g) => [g.detach(), g.detach()]);
+export const add = (a: Tensor, b: Tensor) => binaryOp('add', 'a + b', a, b, (g) => [g.detach(), g.detach()], 'Add');
 
-export const sub = (a: Tensor, b: Tensor) => binaryOp('sub', 'a - b', a, b, (g) => [g.detach(), mapUnary(g, '-x')]);
+export const sub = (a: Tensor, b: Tensor) => binaryOp('sub', 'a - b', a, b, (g) => [g.detach(), mapUnary(g, '-x')], 'Sub');
 
 export const mul = (a: Tensor, b: Tensor) =>
   binaryOp('mul', 'a * b', a, b, (g) => [
     a.requiresGrad ? mapBinary(g, b, 'a * b') : null,
     b.requiresGrad ? mapBinary(g, a, 'a * b') : null,
-  ]);
+  ], 'Mul');
 
 export const div = (a: Tensor, b: Tensor) =>
   binaryOp('div', 'a / b', a, b, (g) => {
@@ -161,7 +171,7 @@ export const div = (a: Tensor, b: Tensor) =>
       q.dispose();
     }
     return [ga, gb];
-  });
+  }, 'Div');
 
 /** Elementwise maximum; on ties the gradient is split evenly between the inputs, as in PyTorch. */
 export const maximum = (a: Tensor, b: Tensor) =>
@@ -171,7 +181,7 @@ export const maximum = (a: Tensor, b: Tensor) =>
     const gb = mapBinary(g, aWins, 'a * (1.0 - b)');
     aWins.dispose();
     return [ga, gb];
-  });
+  }, 'Max');
 
 /** Sums a broadcast gradient back to an input's shape (disposing the full-size one). */
 function reduceTo(g: Tensor, shape: Shape): Tensor {

@@ -3,6 +3,7 @@
 // adapters: subgroup shuffles, tall tiles). Reference: test/reference/matmul.ts.
 import matmulSource from '../../kernels/matmul.wgsl';
 import matmulSubgroupSource from '../../kernels/matmul_subgroup.wgsl';
+import type { OnnxInput } from '../autograd.ts';
 import { KernelError, ShapeError } from '../errors.ts';
 import { gpu } from '../gpu.ts';
 import { platform } from '../platform/index.ts';
@@ -83,9 +84,17 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
         const gb = b.requiresGrad ? (transB ? matmulRaw(g, a, true, transA) : matmulRaw(a, g, !transA, false)) : null;
         return [ga, gb];
       },
+      export: { type: 'MatMul', inputs: [transA ? transposed(0, a.shape.length) : 0, transB ? transposed(1, b.shape.length) : 1] },
     };
   }
   return y;
+}
+
+/** ONNX: tape input k with its last two dims swapped. */
+function transposed(k: number, rank: number): OnnxInput {
+  const perm = [...Array(rank).keys()];
+  [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+  return { type: 'Transpose', attrs: { perm }, inputs: [k] };
 }
 
 function matmulRaw(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {

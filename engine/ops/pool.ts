@@ -2,6 +2,7 @@
 // derivative. Kernels: kernels/pool_max.wgsl, kernels/pool_avg.wgsl. Reference: test/reference/pool.ts.
 import poolMaxSource from '../../kernels/pool_max.wgsl';
 import poolAvgSource from '../../kernels/pool_avg.wgsl';
+import { floats, type OnnxConstant, type OpExport } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
 import { registerKernel, rt } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
@@ -69,6 +70,11 @@ function geometry(op: string, x: Tensor, o: PoolOptions): Geometry {
   return { n, c, spec: { H: h, W: w, OH: oh, OW: ow, KH: kh, KW: kw, SH: sh, SW: sw, PH: ph, PW: pw } };
 }
 
+/** The ONNX attributes of a pooling window (pads: begins, then ends). */
+function onnxWindow({ spec }: Geometry, ceilMode = false): OpExport['attrs'] {
+  return { kernel_shape: [spec.KH, spec.KW], strides: [spec.SH, spec.SW], pads: [spec.PH, spec.PW, spec.PH, spec.PW], ceil_mode: ceilMode ? 1 : 0 };
+}
+
 /** Records one pooling kernel over the rows of `shape` (the output forward, the input backward). */
 function dispatch(kernel: string, spec: Record<string, boolean>, g: Geometry, shape: readonly number[], bindings: Tensor[]): void {
   const [n, c, rows, cols] = shape;
@@ -103,6 +109,7 @@ export function maxPool2d(x: Tensor, options: PoolOptions): Tensor {
       dispatch('pool_max', { BACKWARD: true }, g, x.shape, [indices, gy, gx]);
       return [gx];
     },
+    export: { type: 'MaxPool', attrs: onnxWindow(g, options.ceilMode) },
   };
   return y;
 }
@@ -110,7 +117,9 @@ export function maxPool2d(x: Tensor, options: PoolOptions): Tensor {
 /** Average pooling (count_include_pad defaults to true, as in PyTorch). */
 export function avgPool2d(x: Tensor, options: AvgPoolOptions): Tensor {
   const spec = { ADAPTIVE: false, COUNT_INCLUDE_PAD: options.countIncludePad ?? true };
-  return averagePool('avgPool2d', x, geometry('avgPool2d', x, options), spec);
+  const g = geometry('avgPool2d', x, options);
+  const onnx = { type: 'AveragePool', attrs: { ...onnxWindow(g, options.ceilMode), count_include_pad: spec.COUNT_INCLUDE_PAD ? 1 : 0 } };
+  return averagePool('avgPool2d', x, g, spec, onnx);
 }
 
 /** Adaptive average pooling to [oh, ow]: bins floor(i * H / oh) .. ceil((i + 1) * H / oh). */
@@ -120,10 +129,29 @@ export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
   const [oh, ow] = pair(size);
   if (!(oh > 0 && ow > 0 && h > 0 && w > 0)) throw new ShapeError(`adaptiveAvgPool2d: [${x.shape}] to [${oh}, ${ow}]`);
   const g = { n, c, spec: { H: h, W: w, OH: oh, OW: ow, KH: 0, KW: 0, SH: 0, SW: 0, PH: 0, PW: 0 } };
-  return averagePool('adaptiveAvgPool2d', x, g, { ADAPTIVE: true, COUNT_INCLUDE_PAD: false });
+  return averagePool('adaptiveAvgPool2d', x, g, { ADAPTIVE: true, COUNT_INCLUDE_PAD: false }, adaptiveExport(h, w, oh, ow));
 }
 
-function averagePool(op: string, x: Tensor, g: Geometry, spec: Record<string, boolean>): Tensor {
+/** Adaptive pooling in ONNX: global or exact-window pooling where the bins tile the input, else two matmuls. */
+function adaptiveExport(h: number, w: number, oh: number, ow: number): OpExport {
+  if (oh === 1 && ow === 1) return { type: 'GlobalAveragePool' };
+  if (h % oh === 0 && w % ow === 0) return { type: 'AveragePool', attrs: { kernel_shape: [h / oh, w / ow], strides: [h / oh, w / ow] } };
+  // Overlapping or repeated bins (VGG's 7x7 from a 1x1 map): y = Ph x Pw^T with each bin's averaging weights.
+  return { type: 'MatMul', inputs: [bins(oh, h, false), { type: 'MatMul', inputs: [0, bins(ow, w, true)] }] };
+}
+
+/** The [o, n] matrix (or its transpose) whose row i averages bin i: floor(i n / o) .. ceil((i + 1) n / o). */
+function bins(o: number, n: number, transposed: boolean): OnnxConstant {
+  const m = new Array<number>(o * n).fill(0);
+  for (let i = 0; i < o; i++) {
+    const start = Math.floor((i * n) / o);
+    const end = Math.ceil(((i + 1) * n) / o);
+    for (let j = start; j < end; j++) m[transposed ? j * o + i : i * n + j] = 1 / (end - start);
+  }
+  return floats(m, transposed ? [n, o] : [o, n]);
+}
+
+function averagePool(op: string, x: Tensor, g: Geometry, spec: Record<string, boolean>, onnx: OpExport): Tensor {
   const y = Tensor.empty([g.n, g.c, g.spec.OH, g.spec.OW]);
   dispatch('pool_avg', { ...spec, BACKWARD: false }, g, y.shape, [x, y]);
   if (Tensor.needsGrad(x)) {
@@ -136,6 +164,7 @@ function averagePool(op: string, x: Tensor, g: Geometry, spec: Record<string, bo
         dispatch('pool_avg', { ...spec, BACKWARD: true }, g, x.shape, [gy, gx]);
         return [gx];
       },
+      export: onnx,
     };
   }
   return y;

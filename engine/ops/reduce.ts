@@ -1,6 +1,7 @@
 // Reductions over axes: sum, mean, max, with derivatives. Kernel: kernels/reduce.wgsl.
 // Reference: test/reference/reduce.ts.
 import reduceSource from '../../kernels/reduce.wgsl';
+import { int64s, type OpExport } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
 import { f32, registerKernel, rt } from '../runtime.ts';
 import { Tensor, type Shape } from '../tensor.ts';
@@ -107,9 +108,17 @@ function reduceOp(x: Tensor, axes: number | number[] | undefined, keepdim: boole
         gk.dispose();
         return [gx];
       },
+      export: reduceExport(kind, ax, keepdim),
     };
   }
   return y;
+}
+
+/** Opset 17 takes ReduceSum's axes as an input, ReduceMean's and ReduceMax's as an attribute. */
+function reduceExport(kind: ReduceKind, axes: number[], keepdim: boolean): OpExport {
+  const keepdims = keepdim ? 1 : 0;
+  if (kind === 'sum') return { type: 'ReduceSum', attrs: { keepdims }, inputs: [0, int64s(axes)] };
+  return { type: kind === 'mean' ? 'ReduceMean' : 'ReduceMax', attrs: { axes, keepdims } };
 }
 
 export const sum = (x: Tensor, axes?: number | number[], keepdim = false) => reduceOp(x, axes, keepdim, 'sum');

@@ -1,6 +1,7 @@
 // Shape ops: reshape/flatten (views), permute/transpose, expand, concat and slice, with derivatives.
 // Kernel: kernels/strided_copy.wgsl. Reference: test/reference/shape.ts.
 import stridedCopySource from '../../kernels/strided_copy.wgsl';
+import { int64s } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
 import { registerKernel, rt } from '../runtime.ts';
 import { Tensor, resolveShape, sizeOf, type Shape } from '../tensor.ts';
@@ -51,7 +52,12 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   const y = x.view(resolveShape(shape, x.size, x.shape));
   if (Tensor.needsGrad(x)) {
     y.requiresGrad = true;
-    y.gradFn = { op: 'reshape', inputs: [x], backward: (g) => [g.view(x.shape)] };
+    y.gradFn = {
+      op: 'reshape',
+      inputs: [x],
+      backward: (g) => [g.view(x.shape)],
+      export: { type: 'Reshape', inputs: [0, int64s([...y.shape])] },
+    };
   }
   return y;
 }
@@ -74,7 +80,12 @@ export function permute(x: Tensor, perm: number[]): Tensor {
     const inverse = new Array(perm.length);
     perm.forEach((p, i) => (inverse[p] = i));
     out.requiresGrad = true;
-    out.gradFn = { op: 'permute', inputs: [x], backward: (g) => [permute(g, inverse)] };
+    out.gradFn = {
+      op: 'permute',
+      inputs: [x],
+      backward: (g) => [permute(g, inverse)],
+      export: { type: 'Transpose', attrs: { perm } },
+    };
   }
   return out;
 }
@@ -103,7 +114,12 @@ export function expand(x: Tensor, shape: Shape): Tensor {
   stridedCopy(x, 0, srcStrides, out, 0, contiguousStrides(shape), shape);
   if (Tensor.needsGrad(x)) {
     out.requiresGrad = true;
-    out.gradFn = { op: 'expand', inputs: [x], backward: (g) => [sumTo(g, x.shape)] };
+    out.gradFn = {
+      op: 'expand',
+      inputs: [x],
+      backward: (g) => [sumTo(g, x.shape)],
+      export: { type: 'Expand', inputs: [0, int64s([...shape])] },
+    };
   }
   return out;
 }
@@ -140,6 +156,7 @@ export function concat(xs: Tensor[], axis = 0): Tensor {
           return piece;
         });
       },
+      export: { type: 'Concat', attrs: { axis: ax } },
     };
   }
   return out;
@@ -164,6 +181,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
         stridedCopy(g, 0, contiguousStrides(g.shape), gx, start * strides[ax], strides, g.shape);
         return [gx];
       },
+      export: { type: 'Slice', inputs: [0, int64s([start]), int64s([end]), int64s([ax])] },
     };
   }
   return out;

@@ -43,6 +43,7 @@ function softmaxOp(x: Tensor, axis: number, log: boolean): Tensor {
         dispatchSoftmax(x.shape, ax, { BACKWARD: true, LOG: log }, [y, g, gx]);
         return [gx];
       },
+      export: { type: log ? 'LogSoftmax' : 'Softmax', attrs: { axis: ax } },
     };
   }
   return y;

@@ -1,6 +1,7 @@
 // Bilinear upsampling (F.interpolate(mode='bilinear', align_corners=False)), any output size, with
 // its derivative in gather form. Kernel: kernels/upsample.wgsl. Reference: test/reference/upsample.ts.
 import upsampleSource from '../../kernels/upsample.wgsl';
+import { int64s } from '../autograd.ts';
 import { ShapeError } from '../errors.ts';
 import { f32, registerKernel, rt } from '../runtime.ts';
 import { Tensor } from '../tensor.ts';
@@ -33,7 +34,17 @@ export function upsampleBilinear(x: Tensor, [oh, ow]: [number, number]): Tensor 
   const y = run(x, Tensor.empty([n, c, oh, ow]), false);
   if (Tensor.needsGrad(x)) {
     y.requiresGrad = true;
-    y.gradFn = { op: 'upsampleBilinear', inputs: [x], backward: (g) => [run(g, Tensor.empty(x.shape), true)] };
+    y.gradFn = {
+      op: 'upsampleBilinear',
+      inputs: [x],
+      backward: (g) => [run(g, Tensor.empty(x.shape), true)],
+      // Resize(X, roi, scales, sizes): half_pixel is align_corners = false.
+      export: {
+        type: 'Resize',
+        attrs: { mode: 'linear', coordinate_transformation_mode: 'half_pixel' },
+        inputs: [0, null, null, int64s([n, c, oh, ow])],
+      },
+    };
   }
   return y;
 }
