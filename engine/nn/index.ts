@@ -14,3 +14,14 @@ export {
   type Conv2dOptions,
   type PoolOptions,
 } from './layers.ts';
+export {
+  attachHead,
+  classifierPath,
+  ArcFaceHead,
+  SphereFaceHead,
+  LinearHead,
+  PassThrough,
+  type Head,
+  type HeadKind,
+  type ArcFaceOptions,
+} from './heads.ts';

@@ -8,3 +8,5 @@ export * from './softmax.ts';
 export * from './dropout.ts';
 export * from './upsample.ts';
 export * from './linear.ts';
+export * from './normalize.ts';
+export * from './margin.ts';
