@@ -1,9 +1,13 @@
 // L2 norms and L2 normalisation of rows (the last dim), each with its derivative: the cosine heads
 // (engine/nn/heads.ts) normalise embeddings and class vectors. Composed from elementwise ops and a
 // row sum. Reference: test/reference/margin.ts.
+import { floats, type OpExport } from '../autograd.ts';
 import { Tensor } from '../tensor.ts';
 import { mapBinary, mapUnary } from './elementwise.ts';
 import { sum } from './reduce.ts';
+
+/** ONNX: ||x|| over the last dim of rank-`rank` input k (opset 17 takes ReduceL2's axes as an attribute). */
+const l2Export = (rank: number): OpExport => ({ type: 'ReduceL2', attrs: { axes: [rank - 1], keepdims: 1 }, inputs: [0] });
 
 /** ||x|| over the last dim, keepdim: [..., 1]. Recorded on no tape (x2 does not require grad). */
 function norms(x: Tensor): Tensor {
@@ -32,6 +36,7 @@ export function rowNorms(x: Tensor): Tensor {
         share.dispose();
         return [gx];
       },
+      export: l2Export(x.shape.length),
     };
   }
   return n;
@@ -66,6 +71,7 @@ export function normalizeRows(x: Tensor, eps = 1e-12): Tensor {
       for (const t of [gy, dot, coef, tangent, diff]) t.dispose();
       return [gx];
     },
+    export: { type: 'Div', inputs: [0, { type: 'Max', inputs: [l2Export(x.shape.length), floats([eps], [])] }] },
   };
   return y;
 }
