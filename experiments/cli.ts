@@ -6,6 +6,7 @@ import { doctor } from './doctor.ts';
 import { startGPU } from './gpu-node.ts';
 import { describeModels, MODELS } from '../models/index.ts';
 import { train, type Regime } from './train.ts';
+import type { HeadKind } from '../engine/nn/heads.ts';
 import { evalRun } from './evaluate.ts';
 import { runStudy, PRESETS, type Preset } from './study.ts';
 import { explainImage } from './explain/command.ts';
@@ -21,7 +22,8 @@ Usage:
   celgrad models [--json]                                  models with parameter counts and state_dict sizes
   celgrad train --model M --data DIR --regime pretrained|scratch|finetune --out RUN [--weights FILE]
                 [--epochs 10 --batch-size 32 --lr 1e-3 --step-size 7 --gamma 1 --image-size S --classes N --seed 0]
-                [--checkpoint-every K] [--crop-scale 0.08,1] [--resume]   one training run (the paper's defaults)
+                [--head linear|arcface|sphereface] [--checkpoint-every K] [--crop-scale 0.08,1] [--resume]
+                                                           one training run (the paper's defaults)
   celgrad eval --run RUN [--data DIR]                      top-1/top-5, per-class accuracy, confusions
   celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
                 [--models resnet50,inception_v3] [--regimes pretrained,scratch] [--epochs N] [--layers L1,L2] [--resume]
@@ -93,8 +95,12 @@ const commands: Record<string, Command> = {
       'max-steps': { type: 'string' },
       'aux-logits': { type: 'boolean' },
       'crop-scale': { type: 'string' },
+      head: { type: 'string' },
       resume: { type: 'boolean' },
     });
+    if (values.head && !['linear', 'arcface', 'sphereface'].includes(values.head)) {
+      throw new CelgradError(`--head must be linear, arcface or sphereface, got '${values.head}'`);
+    }
     for (const required of ['model', 'data', 'regime', 'out'] as const) {
       if (!values[required]) throw new CelgradError(`train needs --${required}`);
     }
@@ -122,6 +128,7 @@ const commands: Record<string, Command> = {
       maxStepsPerEpoch: int(values['max-steps'], 0, 'max-steps'),
       filterLayers: values['filter-layers']?.split(','),
       auxLogits: values['aux-logits'],
+      head: values.head as HeadKind | undefined,
       cropScale: values['crop-scale'] ? (values['crop-scale'].split(',').map((v) => num(v, 0, 'crop-scale')) as [number, number]) : undefined,
       resume: values.resume,
     });

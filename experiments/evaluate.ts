@@ -1,11 +1,8 @@
 // `celgrad eval`: a trained run's best weights on its validation split (or another data folder):
 // top-1 / top-5, per-class accuracy and the most frequent confusions.
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CelgradError } from '../engine/errors.ts';
-import { createModel } from '../models/index.ts';
 import { DataLoader, readDataset, readSplit, valTransform, type Sample } from './data/index.ts';
-import { readWeightsFile } from './checkpoint.ts';
+import { loadRunModel } from './runs.ts';
 import { evaluate } from './train.ts';
 
 export interface EvalReport {
@@ -19,22 +16,8 @@ export interface EvalReport {
   text: string;
 }
 
-interface RunConfig {
-  model: string;
-  inputSize: number;
-  auxLogits: boolean;
-  transformInput?: boolean;
-  classes: string[];
-  batchSize: number;
-}
-
 export async function evalRun(run: string, options: { data?: string } = {}): Promise<EvalReport> {
-  const configPath = join(run, 'config.json');
-  const weights = join(run, 'best.safetensors');
-  if (!existsSync(configPath) || !existsSync(weights)) {
-    throw new CelgradError(`${run} is not a finished run: expected config.json and best.safetensors there (celgrad train writes them)`);
-  }
-  const config = JSON.parse(readFileSync(configPath, 'utf8')) as RunConfig;
+  const { model, config } = loadRunModel(run);
   let samples: Sample[];
   if (options.data) {
     const ds = await readDataset(options.data);
@@ -44,14 +27,6 @@ export async function evalRun(run: string, options: { data?: string } = {}): Pro
       return label === undefined ? [] : [{ ...s, label }];
     });
   } else samples = readSplit(join(run, 'split.json')).val as Sample[];
-  const model = createModel(config.model, {
-    numClasses: config.classes.length,
-    auxLogits: false,
-    transformInput: config.transformInput,
-  });
-  const { tensors } = readWeightsFile(weights);
-  for (const k of [...tensors.keys()]) if (k.startsWith('AuxLogits.')) tensors.delete(k);
-  model.loadStateDict(tensors, { strict: true });
   const loader = new DataLoader({ samples, batchSize: config.batchSize, transform: valTransform(config.inputSize) });
   try {
     const r = await evaluate(model, loader, config.inputSize, config.classes.length);

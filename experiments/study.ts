@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { gpu } from '../engine/gpu.ts';
 import { createModel, defaultFeatureLayer, modelInfo } from '../models/index.ts';
 import { EASY_DIFFICULTY, generateSynthFaces, loadImage, readSplit, valTransform, type SynthDifficulty } from './data/index.ts';
-import { readWeightsFile } from './checkpoint.ts';
+import { loadRunModel } from './runs.ts';
 import { activationOf, camOf } from './explain/explain.ts';
 import { formatSeconds } from './progress.ts';
 import { train, type Regime, type RunResult } from './train.ts';
@@ -365,11 +365,7 @@ async function drawFigures(
     const name = `${model}-${regime}`;
     const r = results.get(name)!;
     const size = r.inputSize;
-    const net = createModel(model, { numClasses: r.classes.length, auxLogits: false });
-    const { tensors } = readWeightsFile(join(out, 'runs', name, 'best.safetensors'));
-    for (const k of [...tensors.keys()]) if (k.startsWith('AuxLogits.')) tensors.delete(k);
-    net.loadStateDict(tensors, { strict: true });
-    net.eval();
+    const { model: net } = loadRunModel(join(out, 'runs', name));
     const images = await Promise.all(chosen.map((c) => loadImage(c.path, valTransform(size), { box: c.box })));
 
     // Feature maps through a forward hook on the chosen layer, for the first chosen image.

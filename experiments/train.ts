@@ -10,6 +10,7 @@ import { Adam, CelgradError, StepLR, Tensor, add, crossEntropy, mulScalar, noGra
 import { writeSafetensors } from '../engine/io/index.ts';
 import type { Module } from '../engine/nn/index.ts';
 import { Conv2d } from '../engine/nn/index.ts';
+import { installHead, type HeadKind } from '../engine/nn/heads.ts';
 import { createModel, freezeBackbone, logitsOf as mainLogits, modelInfo, type Classifier, type ClassifierOutput } from '../models/index.ts';
 import {
   DataLoader,
@@ -43,6 +44,8 @@ export interface TrainConfig {
   imageSize?: number;
   classes?: number;
   seed?: number;
+  /** The classifier: the model's own Linear ('linear', torchvision), or an ArcFace / SphereFace margin head. */
+  head?: HeadKind;
   /** RandomResizedCrop's area range; torchvision's default is [0.08, 1]. */
   cropScale?: [number, number];
   /** Fraction of each class that trains (the rest validates). */
@@ -103,6 +106,8 @@ interface CheckpointMeta {
   lr: number;
   scheduler: { lastEpoch: number };
   adamSteps: number[];
+  /** Training iterations of a margin head (SphereFace anneals on it). */
+  headIteration?: number;
   running: { lossSum: number; correct: number; seen: number; seconds: number };
   metrics: EpochMetrics[];
   best: { acc: number; epoch: number };
@@ -224,6 +229,7 @@ export async function train(config: TrainConfig): Promise<RunResult> {
   // ---- model and optimiser ----
   const auxLogits = cfg.model === 'inception_v3' && (cfg.auxLogits ?? inputSize >= 299);
   const { model, source } = buildModel(cfg, numClasses, auxLogits);
+  const head = cfg.head && cfg.head !== 'linear' ? installHead(model, cfg.head, numClasses, cfg.seed + 2) : null;
   const params = model.parameters().filter((p) => p.requiresGrad);
   const adam = new Adam(params, { lr: cfg.lr });
   const scheduler = new StepLR(adam, cfg.stepSize, cfg.gamma);
@@ -231,7 +237,8 @@ export async function train(config: TrainConfig): Promise<RunResult> {
   log(
     `model: ${cfg.model}, regime ${cfg.regime}, weights: ${source}; ${model.numParameters()} parameters, ` +
       `${params.reduce((a, p) => a + p.size, 0)} trainable; input ${inputSize} px` +
-      (cfg.model === 'inception_v3' ? `; aux classifier ${auxLogits ? 'on (loss weight 0.4)' : 'off'}` : ''),
+      (cfg.model === 'inception_v3' ? `; aux classifier ${auxLogits ? 'on (loss weight 0.4)' : 'off'}` : '') +
+      (head ? `; ${head.kind} head` : ''),
   );
 
   let state: CheckpointMeta = {
@@ -248,6 +255,7 @@ export async function train(config: TrainConfig): Promise<RunResult> {
   const checkpointPath = join(out, 'checkpoint.safetensors');
   if (cfg.resume && existsSync(checkpointPath)) {
     state = await loadCheckpoint(checkpointPath, model, adam, scheduler);
+    if (head) head.iteration = state.headIteration ?? 0;
     log(`resume: from ${checkpointPath} at epoch ${state.epoch}, batch ${state.batch}`);
   } else writeFileSync(join(out, 'metrics.jsonl'), '');
   writeFileSync(join(out, 'metrics.jsonl'), state.metrics.map((m) => JSON.stringify(m)).join('\n') + (state.metrics.length ? '\n' : ''));
@@ -271,7 +279,13 @@ export async function train(config: TrainConfig): Promise<RunResult> {
     adamState.expAvgSq.forEach((v, i) => {
       if (v.length) tensors.set(`adam.exp_avg_sq.${i}`, { shape: [v.length], data: v });
     });
-    const meta: CheckpointMeta = { ...state, lr: adam.lr, scheduler: scheduler.stateDict(), adamSteps: adamState.steps };
+    const meta: CheckpointMeta = {
+      ...state,
+      lr: adam.lr,
+      scheduler: scheduler.stateDict(),
+      adamSteps: adamState.steps,
+      headIteration: head?.iteration,
+    };
     writeFileAtomic(checkpointPath, writeSafetensors(tensors, { celgrad: JSON.stringify(meta) }));
   };
 
@@ -291,6 +305,10 @@ export async function train(config: TrainConfig): Promise<RunResult> {
           const n = batch.labels.length;
           const x = Tensor.fromArray(batch.images, [n, 3, inputSize, inputSize]);
           const y = Tensor.fromArray(batch.labels, [n], 'i32');
+          if (head) {
+            head.targets = y;
+            head.step();
+          }
           const { logits, aux } = logitsOf(model.call(x));
           let loss = crossEntropy(logits, y);
           // torchvision's recipe: the auxiliary classifier's loss joins with weight 0.4.
@@ -298,6 +316,7 @@ export async function train(config: TrainConfig): Promise<RunResult> {
           loss.backward();
           adam.step();
           adam.zeroGrad();
+          if (head) head.targets = null;
           return { loss: loss.item(), logits: logits.toArray() };
         });
         // Read the previous step's loss while this one runs: the GPU never waits on the CPU.

@@ -36,12 +36,18 @@ export interface Head extends Module {
   logits(embedding: Tensor, labels: Tensor | null): Tensor;
   /** Counts one training iteration; call once per batch, before logits(). */
   step(): void;
+  /**
+   * Labels for the next training forward when the head is installed in the model (installHead):
+   * forward() then applies the margin; in eval mode it is ignored.
+   */
+  targets: Tensor | null;
 }
 
 /** torch.nn.Linear as a head (PyTorch's default init, as replaceHead): labels are ignored. */
 export class LinearHead extends Linear implements Head {
   readonly kind = 'linear';
   iteration = 0;
+  targets: Tensor | null = null;
 
   logits(embedding: Tensor): Tensor {
     return this.call(embedding);
@@ -56,6 +62,7 @@ export class LinearHead extends Linear implements Head {
 abstract class CosineHead extends Module implements Head {
   abstract readonly kind: HeadKind;
   iteration = 0;
+  targets: Tensor | null = null;
 
   constructor(
     readonly inFeatures: number,
@@ -75,9 +82,9 @@ abstract class CosineHead extends Module implements Head {
     this.iteration++;
   }
 
-  /** Evaluation logits. */
+  /** Margin logits for `targets` in training mode (installHead), plain logits otherwise. */
   forward(x: Tensor): Tensor {
-    return this.logits(x, null);
+    return this.logits(x, this.training ? this.targets : null);
   }
 
   protected cosines(embedding: Tensor): Tensor {
@@ -177,7 +184,9 @@ export class PassThrough extends Identity {}
  */
 export function classifierPath(model: Module<unknown>): string {
   let found: string | null = null;
-  for (const [path, m] of model.namedModules()) if (m instanceof Linear || m instanceof PassThrough) found = path;
+  for (const [path, m] of model.namedModules()) {
+    if (m instanceof Linear || m instanceof PassThrough || m instanceof CosineHead) found = path;
+  }
   if (!found) throw new CelgradError(`${model.constructor.name} has no Linear layer to take the embedding from`);
   return found;
 }
@@ -203,6 +212,26 @@ export function attachHead(model: Module<unknown>, kind: HeadKind, numClasses: n
   if (fields[name] === old) fields[name] = passThrough;
   old.dispose();
   return createHead(kind, old.inFeatures, numClasses).initialize(seed);
+}
+
+/**
+ * Puts a head in place of the model's final Linear, so the model keeps returning logits and the head's
+ * weight is saved with the model under the classifier's name (`fc.weight`, `classifier.weight`). Set
+ * `head.targets` to the batch's labels before each training forward, and call head.step() per batch.
+ */
+export function installHead(model: Module<unknown>, kind: HeadKind, numClasses: number, seed = 0): Head {
+  const path = classifierPath(model);
+  const old = model.get(path);
+  if (!(old instanceof Linear) || old instanceof LinearHead) throw new CelgradError(`${model.constructor.name} already has a head at '${path}'`);
+  const head = createHead(kind, old.inFeatures, numClasses).initialize(seed);
+  const cut = path.lastIndexOf('.');
+  const parent = cut < 0 ? model : model.get(path.slice(0, cut));
+  const name = path.slice(cut + 1);
+  parent.addModule(name, head);
+  const fields = parent as unknown as Record<string, unknown>;
+  if (fields[name] === old) fields[name] = head;
+  old.dispose();
+  return head;
 }
 
 function createHead(kind: HeadKind, inFeatures: number, numClasses: number): Head {

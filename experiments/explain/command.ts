@@ -1,20 +1,12 @@
 // `celgrad explain`: one image, one trained run, one explanation method, written as a PNG panel
 // (the input beside the explanation) with the prediction in the caption.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { CelgradError } from '../../engine/errors.ts';
-import { createModel, modelInfo } from '../../models/index.ts';
-import { readWeightsFile } from '../checkpoint.ts';
+import { modelInfo } from '../../models/index.ts';
+import { loadRunModel } from '../runs.ts';
 import { loadImage, valTransform } from '../data/index.ts';
 import { chwToRgba, encodePng, heatmapOverlay, labelledRow, type RgbaImage } from '../visualize/images.ts';
 import { camOf, guidedGradCam, inputGradient, predict, saliencyOf, smoothGrad, type Method } from './explain.ts';
-
-interface RunConfig {
-  model: string;
-  inputSize: number;
-  classes: string[];
-  transformInput?: boolean;
-}
 
 /** A signed gradient image [3, S, S] shown as pixels: centred on grey, scaled by its largest magnitude. */
 function gradientImage(g: Float32Array, size: number): RgbaImage {
@@ -30,14 +22,8 @@ function gradientImage(g: Float32Array, size: number): RgbaImage {
 }
 
 export async function explainImage(o: { run: string; image: string; out: string; method: Method; layer?: string; target?: number }): Promise<string> {
-  const configPath = join(o.run, 'config.json');
-  if (!existsSync(configPath)) throw new CelgradError(`${o.run} is not a run folder (no config.json): pass the folder celgrad train or study wrote`);
-  const config = JSON.parse(readFileSync(configPath, 'utf8')) as RunConfig;
+  const { model, config } = loadRunModel(o.run);
   const size = config.inputSize;
-  const model = createModel(config.model, { numClasses: config.classes.length, auxLogits: false, transformInput: config.transformInput });
-  const { tensors } = readWeightsFile(join(o.run, 'best.safetensors'));
-  for (const k of [...tensors.keys()]) if (k.startsWith('AuxLogits.')) tensors.delete(k);
-  model.loadStateDict(tensors, { strict: true });
   try {
     const image = await loadImage(o.image, valTransform(size));
     const original = chwToRgba(image, [3, size, size]);
