@@ -7,7 +7,7 @@ import { startGPU } from './gpu-node.ts';
 import { describeModels, MODELS } from '../models/index.ts';
 import { train, type Regime } from './train.ts';
 import type { HeadKind } from '../engine/nn/heads.ts';
-import { evalRun } from './evaluate.ts';
+import { evalRun, type EvalProtocol } from './evaluate.ts';
 import { runStudy, PRESETS, type Preset } from './study.ts';
 import { explainImage } from './explain/command.ts';
 import { METHODS, type Method } from './explain/explain.ts';
@@ -24,9 +24,12 @@ Usage:
                 [--epochs 10 --batch-size 32 --lr 1e-3 --step-size 7 --gamma 1 --image-size S --classes N --seed 0]
                 [--head linear|arcface|sphereface] [--checkpoint-every K] [--crop-scale 0.08,1] [--resume]
                                                            one training run (the paper's defaults)
-  celgrad eval --run RUN [--data DIR]                      top-1/top-5, per-class accuracy, confusions
+  celgrad eval --run RUN [--data DIR] [--protocol classification|identification|verification] [--json]
+                                                           accuracy and confusions, or iCartoonFace-style
+                                                           identification top-1 / verification TAR at FAR
   celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
-                [--models resnet50,inception_v3] [--regimes pretrained,scratch] [--epochs N] [--layers L1,L2] [--resume]
+                [--models resnet50,inception_v3[,densenet121,vgg16]] [--regimes pretrained,scratch[,finetune]]
+                [--heads linear[,arcface,sphereface]] [--epochs N] [--layers L1,L2] [--gradcam-layer L] [--resume]
   celgrad explain --run RUN --image IMG --out PNG [--method gradcam|gradcam++|guided|guided-gradcam|saliency|smoothgrad]
                 [--layer NAME] [--class N]
 
@@ -136,10 +139,20 @@ const commands: Record<string, Command> = {
     return 0;
   },
   async eval(args) {
-    const { values } = parse(args, { ...adapterOptions, run: { type: 'string' }, data: { type: 'string' }, json: { type: 'boolean' } });
+    const { values } = parse(args, {
+      ...adapterOptions,
+      run: { type: 'string' },
+      data: { type: 'string' },
+      protocol: { type: 'string' },
+      json: { type: 'boolean' },
+    });
     if (!values.run) throw new CelgradError('eval needs --run RUN');
+    const protocol = values.protocol ?? 'classification';
+    if (!['classification', 'identification', 'verification'].includes(protocol)) {
+      throw new CelgradError(`--protocol must be classification, identification or verification, got '${protocol}'`);
+    }
     await startGPU(values);
-    const report = await evalRun(values.run, { data: values.data });
+    const report = await evalRun(values.run, { data: values.data, protocol: protocol as EvalProtocol });
     console.log(values.json ? JSON.stringify(report, null, 2) : report.text);
     return 0;
   },
@@ -155,9 +168,14 @@ const commands: Record<string, Command> = {
       epochs: { type: 'string' },
       layers: { type: 'string' },
       'gradcam-layer': { type: 'string' },
+      heads: { type: 'string' },
       seed: { type: 'string' },
       resume: { type: 'boolean' },
     });
+    const heads = values.heads?.split(',') as HeadKind[] | undefined;
+    for (const h of heads ?? []) {
+      if (!['linear', 'arcface', 'sphereface'].includes(h)) throw new CelgradError(`unknown head '${h}' in --heads (linear, arcface, sphereface)`);
+    }
     const preset = (values.preset ?? 'smoke') as Preset;
     if (!(preset in PRESETS)) throw new CelgradError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got '${preset}'`);
     const models = values.models?.split(',');
@@ -174,6 +192,7 @@ const commands: Record<string, Command> = {
       weightsDir: values['weights-dir'],
       models,
       regimes,
+      heads,
       epochs: values.epochs ? int(values.epochs, 0, 'epochs') : undefined,
       layers: values.layers?.split(','),
       gradcamLayer: values['gradcam-layer'],

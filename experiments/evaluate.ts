@@ -4,6 +4,10 @@ import { join } from 'node:path';
 import { DataLoader, readDataset, readSplit, valTransform, type Sample } from './data/index.ts';
 import { loadRunModel } from './runs.ts';
 import { evaluate } from './train.ts';
+import { verification } from './study-metrics.ts';
+import type { VerificationReport } from './verify.ts';
+
+export type EvalProtocol = 'classification' | 'identification' | 'verification';
 
 export interface EvalReport {
   run: string;
@@ -13,10 +17,12 @@ export interface EvalReport {
   loss: number;
   perClass: { name: string; accuracy: number; images: number }[];
   confusions: { actual: string; predicted: string; count: number }[];
+  /** With --protocol identification or verification: the embedding evaluation. */
+  embeddings?: Omit<VerificationReport, 'roc'>;
   text: string;
 }
 
-export async function evalRun(run: string, options: { data?: string } = {}): Promise<EvalReport> {
+export async function evalRun(run: string, options: { data?: string; protocol?: EvalProtocol } = {}): Promise<EvalReport> {
   const { model, config } = loadRunModel(run);
   let samples: Sample[];
   if (options.data) {
@@ -52,7 +58,18 @@ export async function evalRun(run: string, options: { data?: string } = {}): Pro
       'most frequent confusions:',
       ...(confusions.length ? confusions.map((c) => `  ${c.actual} -> ${c.predicted}: ${c.count}`) : ['  none']),
     ];
-    return { run, images: r.images, top1: r.top1, top5: r.top5, loss: r.loss, perClass, confusions, text: lines.join('\n') };
+    let embeddings: EvalReport['embeddings'];
+    if (options.protocol && options.protocol !== 'classification') {
+      const { roc: _curve, ...v } = await verification(model, samples, config.inputSize, config.batchSize);
+      embeddings = v;
+      lines.push(
+        options.protocol === 'identification'
+          ? `identification: top-1 ${(v.top1 * 100).toFixed(2)}% (${v.probes} probes against a gallery of ${v.galleryImages}, one image per identity, cosine similarity of the penultimate features)`
+          : `verification: ${v.genuinePairs} genuine / ${v.impostorPairs} impostor pairs (cosine similarity); ` +
+              v.tar.map((t) => `TAR@FAR=${t.far}: ${t.tar === null ? `n/a (below the resolution ${v.farResolution.toExponential(1)})` : `${(t.tar * 100).toFixed(2)}%`}`).join(', '),
+      );
+    }
+    return { run, images: r.images, top1: r.top1, top5: r.top5, loss: r.loss, perClass, confusions, embeddings, text: lines.join('\n') };
   } finally {
     loader.close();
     model.dispose();

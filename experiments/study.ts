@@ -9,13 +9,16 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gpu } from '../engine/gpu.ts';
-import { createModel, defaultFeatureLayer, modelInfo } from '../models/index.ts';
+import { defaultFeatureLayer, modelInfo, type Classifier, type ClassifierOutput } from '../models/index.ts';
 import { EASY_DIFFICULTY, generateSynthFaces, loadImage, readSplit, valTransform, type SynthDifficulty } from './data/index.ts';
 import { loadRunModel } from './runs.ts';
-import { activationOf, camOf } from './explain/explain.ts';
+import { activationOf, camOf, guidedGradCam, inputGradient, saliencyOf } from './explain/explain.ts';
+import { explanationFaithfulness, verification } from './study-metrics.ts';
+import type { HeadKind } from '../engine/nn/heads.ts';
+import type { Sample } from './data/index.ts';
 import { formatSeconds } from './progress.ts';
 import { train, type Regime, type RunResult } from './train.ts';
-import { chwToRgba, encodePng, featureMapGrid, heatmapOverlay, labelledRow } from './visualize/images.ts';
+import { chwToRgba, encodePng, featureMapGrid, heatmapOverlay, labelledRow, signedImage } from './visualize/images.ts';
 import {
   comparisonSentences,
   table1Rows,
@@ -27,6 +30,10 @@ import {
   type GradcamPanel,
   type ReportData,
   type RunSummary,
+  type FaithfulnessRow,
+  type VerificationRow,
+  type RocCurve,
+  type ExplanationPanel,
 } from './visualize/report.ts';
 
 export type Preset = 'smoke' | 'quick' | 'paper';
@@ -46,6 +53,8 @@ interface PresetConfig {
   stepSize: number;
   gamma: number;
   gradcamImages: number;
+  /** Validation images for the faithfulness metrics (Grad-CAM and Grad-CAM++ per run). */
+  faithfulnessImages: number;
   /** Grad-CAM layers where the last conv block is too small at this preset's input size (said in the report). */
   gradcamLayers?: Record<string, string>;
 }
@@ -66,6 +75,7 @@ export const PRESETS: Record<Preset, PresetConfig> = {
     stepSize: 7,
     gamma: 1,
     gradcamImages: 3,
+    faithfulnessImages: 8,
     // At 75 px Inception v3's Mixed_7c is 1x1: a map of one cell says nothing about where. Mixed_6e is 3x3 there.
     gradcamLayers: { inception_v3: 'Mixed_6e' },
   },
@@ -80,6 +90,7 @@ export const PRESETS: Record<Preset, PresetConfig> = {
     stepSize: 7,
     gamma: 1,
     gradcamImages: 4,
+    faithfulnessImages: 40,
   },
   // The seed paper's configuration, on iCartoonFace (--data) with ImageNet weights (--weights-dir).
   paper: {
@@ -92,6 +103,7 @@ export const PRESETS: Record<Preset, PresetConfig> = {
     stepSize: 7,
     gamma: 1,
     gradcamImages: 6,
+    faithfulnessImages: 500,
   },
 };
 
@@ -102,6 +114,8 @@ export interface StudyOptions {
   weightsDir?: string;
   models?: string[];
   regimes?: Regime[];
+  /** Classifier heads to compare (issue: ArcFace and SphereFace as next steps); default the paper's linear fc. */
+  heads?: HeadKind[];
   /** Reuse finished runs (and continue an interrupted one from its checkpoint). */
   resume?: boolean;
   /** Feature-map layers by name (default: the paper's: ResNet-50's 10th conv layer, Inception v3's Mixed_5b). */
@@ -157,7 +171,8 @@ export async function runStudy(options: StudyOptions): Promise<string> {
   }
 
   // ---- the grid ----
-  const plan = models.flatMap((m) => regimes.map((r) => ({ model: m, regime: r })));
+  const heads = options.heads ?? ['linear'];
+  const plan = models.flatMap((m) => regimes.flatMap((r) => heads.map((h) => ({ model: m, regime: r, head: h, name: runName(m, r, h) }))));
   const sourceRuns = regimes.some((r) => r !== 'scratch') ? models.filter((m) => !findImageNetWeights(options.weightsDir, m)) : [];
   const totalRuns = plan.length + sourceRuns.length;
   let runIndex = 0;
@@ -192,8 +207,7 @@ export async function runStudy(options: StudyOptions): Promise<string> {
 
   const splitFile = join(out, 'split.json');
   const results = new Map<string, RunResult & { weightsSource: string }>();
-  for (const { model, regime } of plan) {
-    const name = `${model}-${regime}`;
+  for (const { model, regime, head, name } of plan) {
     const runDir = join(out, 'runs', name);
     const finished = join(runDir, 'result.json');
     announce(`${name}`);
@@ -220,6 +234,7 @@ export async function runStudy(options: StudyOptions): Promise<string> {
         cropScale: preset.cropScale,
         classes: preset.classes,
         seed,
+        head,
         splitFile,
         checkpointEvery: 50,
         resume: options.resume,
@@ -238,9 +253,9 @@ export async function runStudy(options: StudyOptions): Promise<string> {
   }
 
   // ---- figures ----
-  const runs: RunSummary[] = plan.map(({ model, regime }) => {
-    const r = results.get(`${model}-${regime}`)!;
-    return { name: `${model}-${regime}`, model, regime, weightsSource: r.weightsSource, metrics: r.metrics };
+  const runs: RunSummary[] = plan.map(({ model, regime, head, name }) => {
+    const r = results.get(name)!;
+    return { name, model, regime, ...(heads.length > 1 || head !== 'linear' ? { head } : {}), weightsSource: r.weightsSource, metrics: r.metrics };
   });
   writeTable1(out, table1Rows(runs, options.preset));
   await writeCurves(out, runs);
@@ -254,6 +269,7 @@ export async function runStudy(options: StudyOptions): Promise<string> {
     preset: options.preset,
     models,
     regimes,
+    ...(heads.length > 1 || heads[0] !== 'linear' ? { heads } : {}),
     dataset: {
       name: datasetName,
       location: data,
@@ -332,15 +348,14 @@ async function pretrainOnSourceTask(model: string, preset: PresetConfig, cacheDi
 
 async function drawFigures(
   out: string,
-  plan: { model: string; regime: Regime }[],
+  plan: { model: string; regime: Regime; name: string }[],
   results: Map<string, RunResult>,
   split: ReturnType<typeof readSplit>,
   preset: PresetConfig,
   options: StudyOptions,
-): Promise<{ filters: FilterSeries[]; featureMaps: FeatureMapPanel[]; gradcam: GradcamPanel[] }> {
+): Promise<Pick<ReportData, 'filters' | 'featureMaps' | 'gradcam' | 'faithfulness' | 'verification' | 'explanations'>> {
   const filters: FilterSeries[] = [];
-  for (const { model, regime } of plan) {
-    const name = `${model}-${regime}`;
+  for (const { name } of plan) {
     const r = results.get(name)!;
     for (const layer of r.filterLayers) {
       filters.push({
@@ -361,8 +376,12 @@ async function drawFigures(
   const rows = chosen.map(() => [] as { image: Uint8Array; caption: string; run: GradcamPanel['runs'][number] }[]);
   const originals: Uint8Array[] = [];
   mkdirSync(join(out, 'gradcam'), { recursive: true });
-  for (const { model, regime } of plan) {
-    const name = `${model}-${regime}`;
+  const faithfulnessRows: FaithfulnessRow[] = [];
+  const verificationRows: VerificationRow[] = [];
+  const rocCurves: RocCurve[] = [];
+  const explanations: ExplanationPanel[] = [];
+  const faithImages = split.val.slice(0, preset.faithfulnessImages);
+  for (const { model, name } of plan) {
     const r = results.get(name)!;
     const size = r.inputSize;
     const { model: net } = loadRunModel(join(out, 'runs', name));
@@ -395,6 +414,27 @@ async function drawFigures(
         run: { run: name, layer, predicted, score, signal: overlay.signal },
       });
     }
+
+    // Every explanation method on the first chosen image.
+    const panels = await explanationPanels(net, images[0], size, layer);
+    const file = join('explanations', `${name}.png`);
+    mkdirSync(join(out, 'explanations'), { recursive: true });
+    writeFileSync(join(out, file), encodePng(labelledRow(panels)));
+    explanations.push({ image: chosen[0].path.split('/').slice(-2).join('/'), file, caption: name });
+
+    // Faithfulness of Grad-CAM and Grad-CAM++ over validation images; verification on the embeddings.
+    const faithInputs = await Promise.all(faithImages.map((c) => loadImage(c.path, valTransform(size), { box: c.box })));
+    for (const method of ['gradcam', 'gradcam++'] as const) {
+      const f = await explanationFaithfulness(net, faithInputs, size, layer, method);
+      faithfulnessRows.push({ run: name, method, averageDrop: f.averageDrop, increaseInConfidence: f.increaseInConfidence, images: f.images, score: 'softmax probability of the predicted class' });
+    }
+    const v = await verification(net, split.val as Sample[], size, preset.batchSize, options.seed ?? 0);
+    rocCurves.push({ name, fpr: Array.from(v.roc.fpr), tpr: Array.from(v.roc.tpr) });
+    verificationRows.push({
+      run: name,
+      tarAtFar: Object.fromEntries(v.tar.filter((t) => t.tar !== null).map((t) => [t.far.toExponential(0).replace('e-', 'e-'), t.tar!])),
+      top1: v.top1,
+    });
     net.dispose();
   }
   const gradcam: GradcamPanel[] = chosen.map((c, i) => {
@@ -404,5 +444,32 @@ async function drawFigures(
     writeFileSync(join(out, file), encodePng(row));
     return { image: c.path.split('/').slice(-2).join('/'), trueLabel, file, runs: rows[i].map((p) => p.run) };
   });
-  return { filters, featureMaps, gradcam };
+  return {
+    filters,
+    featureMaps,
+    gradcam,
+    faithfulness: faithfulnessRows,
+    verification: { curves: rocCurves, rows: verificationRows },
+    explanations,
+  };
+}
+
+/** Input | Grad-CAM | Grad-CAM++ | guided Grad-CAM | saliency for one image, as labelled panels. */
+async function explanationPanels(net: Classifier<ClassifierOutput>, image: Float32Array, size: number, layer: string) {
+  const original = chwToRgba(image, [3, size, size]);
+  const cam = await camOf(net, image, size, { layer });
+  const camPlus = await camOf(net, image, size, { layer, plusPlus: true, target: cam.target });
+  const guided = await inputGradient(net, image, size, cam.target, true);
+  const plain = await inputGradient(net, image, size, cam.target);
+  return [
+    { image: original, caption: 'input' },
+    { image: heatmapOverlay(original, cam.cam.map, cam.cam.width, cam.cam.height).image, caption: 'Grad-CAM' },
+    { image: heatmapOverlay(original, camPlus.cam.map, camPlus.cam.width, camPlus.cam.height).image, caption: 'Grad-CAM++' },
+    { image: signedImage(guidedGradCam(guided, cam.cam, size), size), caption: 'guided Grad-CAM' },
+    { image: heatmapOverlay(original, saliencyOf(plain, size), size, size, 0.6).image, caption: 'saliency' },
+  ];
+}
+
+export function runName(model: string, regime: string, head: HeadKind): string {
+  return head === 'linear' ? `${model}-${regime}` : `${model}-${regime}-${head}`;
 }

@@ -5,21 +5,8 @@ import { CelgradError } from '../../engine/errors.ts';
 import { modelInfo } from '../../models/index.ts';
 import { loadRunModel } from '../runs.ts';
 import { loadImage, valTransform } from '../data/index.ts';
-import { chwToRgba, encodePng, heatmapOverlay, labelledRow, type RgbaImage } from '../visualize/images.ts';
+import { chwToRgba, encodePng, heatmapOverlay, labelledRow, signedImage, type RgbaImage } from '../visualize/images.ts';
 import { camOf, guidedGradCam, inputGradient, predict, saliencyOf, smoothGrad, type Method } from './explain.ts';
-
-/** A signed gradient image [3, S, S] shown as pixels: centred on grey, scaled by its largest magnitude. */
-function gradientImage(g: Float32Array, size: number): RgbaImage {
-  let max = 0;
-  for (const v of g) max = Math.max(max, Math.abs(v));
-  const hw = size * size;
-  const data = new Uint8Array(hw * 4);
-  for (let i = 0; i < hw; i++) {
-    for (let c = 0; c < 3; c++) data[i * 4 + c] = Math.round(127.5 + (max > 0 ? (g[c * hw + i] / max) * 127.5 : 0));
-    data[i * 4 + 3] = 255;
-  }
-  return { width: size, height: size, data };
-}
 
 export async function explainImage(o: { run: string; image: string; out: string; method: Method; layer?: string; target?: number }): Promise<string> {
   const { model, config } = loadRunModel(o.run);
@@ -43,10 +30,10 @@ export async function explainImage(o: { run: string; image: string; out: string;
       panel = heatmapOverlay(original, map, size, size, 0.6).image;
     } else {
       const guided = await inputGradient(model, image, size, target, true);
-      if (o.method === 'guided') panel = gradientImage(guided, size);
+      if (o.method === 'guided') panel = signedImage(guided, size);
       else {
         const { cam } = await camOf(model, image, size, { layer, target });
-        panel = gradientImage(guidedGradCam(guided, cam, size), size);
+        panel = signedImage(guidedGradCam(guided, cam, size), size);
       }
     }
     const caption = `${o.method} for ${config.classes[target]}\npredicted ${config.classes[prediction.predicted]} (${(prediction.probabilities[prediction.predicted] * 100).toFixed(1)}%)`;

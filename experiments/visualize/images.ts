@@ -116,3 +116,16 @@ export function stackRows(images: RgbaImage[], gap = 4): RgbaImage {
   }
   return out;
 }
+
+/** A signed gradient image [3, S, S] as pixels: grey is zero, scaled by the largest magnitude (guided backprop). */
+export function signedImage(g: Float32Array, size: number): RgbaImage {
+  let max = 0;
+  for (const v of g) max = Math.max(max, Math.abs(v));
+  const hw = size * size;
+  const data = new Uint8Array(hw * 4);
+  for (let i = 0; i < hw; i++) {
+    for (let c = 0; c < 3; c++) data[i * 4 + c] = Math.round(127.5 + (max > 0 ? (g[c * hw + i] / max) * 127.5 : 0));
+    data[i * 4 + 3] = 255;
+  }
+  return { width: size, height: size, data };
+}
