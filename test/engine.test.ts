@@ -219,6 +219,18 @@ test('expand broadcasts by copying and sums its gradient back', async () => {
   assertClose((await toArr(r.grads[0])).data, E.sumToShape(gy, [3, 1, 5]), 1e-6, 'expand backward');
 });
 
+test("concat keeps its own list of inputs: growing the caller's array afterwards (DenseNet) changes no gradient", async () => {
+  const a = Tensor.ones([1, 2]).setRequiresGrad(true);
+  const b = Tensor.ones([1, 3]).setRequiresGrad(true);
+  const features = [a];
+  const y = concat(features, 1);
+  features.push(b);
+  sum(mulScalar(y, 2)).backward();
+  assert.equal([...(await a.grad!.toArray())], [2, 2]);
+  assert.is(b.grad, null);
+  for (const t of [a.grad!, a, b, y]) t.dispose();
+});
+
 test('gradients by central finite differences through a composite graph (f32, loose tolerance)', async () => {
   // loss = sum(relu(a*b + a) / (1 + exp(-b)) ) — a is used three times, b twice, so accumulation is exercised.
   const a0 = asF32(randArr([4, 5], 61, -1, 1));

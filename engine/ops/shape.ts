@@ -144,13 +144,15 @@ export function concat(xs: Tensor[], axis = 0): Tensor {
     start += t.shape[ax];
   }
   if (Tensor.needsGrad(...xs)) {
+    // A copy: the caller may grow its array afterwards (DenseNet's list of features).
+    const inputs = [...xs];
     out.requiresGrad = true;
     out.gradFn = {
       op: 'concat',
-      inputs: xs,
+      inputs,
       backward: (g) => {
         let begin = 0;
-        return xs.map((t) => {
+        return inputs.map((t) => {
           const piece = t.requiresGrad ? sliceRaw(g, ax, begin, begin + t.shape[ax]) : null;
           begin += t.shape[ax];
           return piece;
