@@ -79,7 +79,7 @@ interface Graph {
   initializers: Initializer[];
   input: { name: string; dims: number[] };
   output: { name: string; dims: number[] };
-  /** Tensors made without the tape (constants of the forward pass), kept alive until they are read. */
+  /** Copies of the forward pass's constants (tensors made without the tape), freed once read. */
   constants: Tensor[];
 }
 
@@ -119,13 +119,18 @@ function planGraph(name: string, input: Tensor, output: Tensor, names: Map<Tenso
       const nodeName = t === output ? outputName : `${node.export!.type}_${graph.nodes.length}`;
       emit(node.export!, node, nodeName);
       values.set(t, nodeName);
+    } else if (known !== undefined) {
+      graph.initializers.push({ name: known, dims: [...t.shape], value: t });
+      values.set(t, known);
     } else {
-      // A parameter or buffer, or a constant of the forward pass (made without the tape).
+      // A constant of the forward pass (made without the tape): copied, as the trace's scope frees it.
       if (t.dtype !== 'f32') throw new CelgradError(`toOnnx: cannot export the ${t.dtype} constant [${t.shape}]`);
-      const initName = known ?? `constant_${t.id}`;
-      if (known === undefined) graph.constants.push(keep(t));
-      graph.initializers.push({ name: initName, dims: [...t.shape], value: t });
-      values.set(t, initName);
+      const copy = keep(Tensor.empty(t.shape));
+      copy.copyFrom(t);
+      graph.constants.push(copy);
+      const constName = `constant_${graph.constants.length}`;
+      graph.initializers.push({ name: constName, dims: [...t.shape], value: copy });
+      values.set(t, constName);
     }
   }
   return graph;
