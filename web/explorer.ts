@@ -22,6 +22,7 @@ import {
   type Classifier,
   type ClassifierOutput,
   type Gpu,
+  type Prediction,
   type RgbaImage,
 } from './celgrad.ts';
 import type { RunListing, StudyListing, ValListing } from './api.ts';
@@ -202,11 +203,14 @@ async function setSource(source: Source): Promise<void> {
   await explain();
 }
 
+/** The feature maps of the chosen layer; recomputed only when the input or the layer changes. */
+let featureMapsShown: { input: Float32Array; layer: string } | null = null;
 async function showFeatureMaps(): Promise<void> {
   const { model, input, run } = state;
-  if (!model || !input || !run) return;
   const layer = el.fmLayer.value;
+  if (!model || !input || !run || (featureMapsShown?.input === input && featureMapsShown.layer === layer)) return;
   const fm = await activationOf(model, input, run.inputSize, layer);
+  featureMapsShown = { input, layer };
   if (!fm || fm.shape.length !== 3) {
     el.fm.width = 0;
     el.fmCaption.textContent = `${layer} gives no [C, h, w] feature maps${fm ? ` (its output is [${fm.shape}])` : ''}`;
@@ -225,22 +229,27 @@ async function explain(): Promise<void> {
   const method = el.method.value as Method;
   const layer = method === 'saliency' ? '' : el.camLayer.value;
   say(`Computing ${method} for ${source.name}…`);
-  const prediction = await predict(model, input, size);
-  const target = el.target.value === '' ? prediction.predicted : Number(el.target.value);
+  const chosen = el.target.value === '' ? undefined : Number(el.target.value);
+  let prediction: Prediction;
+  let target: number;
   let map: ArrayLike<number>;
   let width = size;
   let height = size;
   if (method === 'saliency') {
+    prediction = await predict(model, input, size);
+    target = chosen ?? prediction.predicted;
     map = saliencyOf(await inputGradient(model, input, size, target), size);
   } else {
-    const { cam } = await camOf(model, input, size, { layer, target, plusPlus: method === 'gradcam++' });
-    ({ map, width, height } = cam);
+    // camOf's forward pass also gives the prediction.
+    const result = await camOf(model, input, size, { layer, target: chosen, plusPlus: method === 'gradcam++' });
+    ({ target, cam: { map, width, height } } = result);
+    prediction = result;
   }
   const original = chwToRgba(input, [3, size, size]);
   const signal = camSignal(map);
   draw(el.map, signal === 'ok' ? jetOverlay(original, map, width, height, method === 'saliency' ? 0.6 : 0.5) : original);
-  el.mapCaption.textContent =
-    `${method}${layer ? ` at ${layer} (${width} x ${height})` : ''} for ${run.classes[target]}` + (signal === 'ok' ? '' : ` — the map is ${signal}: nothing to show`);
+  const problem = width * height === 1 ? ' — a 1 x 1 map cannot say where: pick an earlier layer' : signal === 'ok' ? '' : ` — the map is ${signal}: nothing to show`;
+  el.mapCaption.textContent = `${method}${layer ? ` at ${layer} (${width} x ${height})` : ''} for ${run.classes[target]}${problem}`;
 
   const p = prediction.probabilities;
   const order = [...p.keys()].sort((a, b) => p[b] - p[a]).slice(0, 5);
