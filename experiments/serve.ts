@@ -99,15 +99,16 @@ export async function serveStudy({ dir, port = 8080, host = '127.0.0.1' }: Serve
   const { buildWeb } = (await import(pathToFileURL(join(ROOT, 'scripts/build-web.mjs')).href)) as typeof import('../scripts/build-web.mjs');
   const web = await buildWeb({ quiet: true });
   const loopbackOnly = LOOPBACK_HOSTS.test(host) || host === '::1';
-  const splits = new Map<string, Split | null>();
+  const splits = new Map<string, Split>();
 
   /** The run's split manifest: its config's splitFile, else split.json in the run or the study folder. */
-  function splitOf(config: RunConfig & { dir: string }, name: string): Split | null {
+  function splitOf(config: RunConfig & { dir: string }, name: string): Split | undefined {
     if (!splits.has(name)) {
       const file = [config.splitFile, join(config.dir, 'split.json'), join(root, 'split.json')].find((f) => f && existsSync(f));
-      splits.set(name, file ? readSplit(file) : null);
+      // Not remembered while missing: a study that is still running writes it later.
+      if (file) splits.set(name, readSplit(file));
     }
-    return splits.get(name)!;
+    return splits.get(name);
   }
 
   function sendFile(req: IncomingMessage, res: ServerResponse, file: string): void {
