@@ -1,14 +1,13 @@
 // `celgrad export onnx`: a trained run's best weights, or a seeded model, as an ONNX file traced from one
 // eval-mode forward pass (engine/io/onnx.ts). Needs the GPU started (startGPU).
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { CelgradError } from '../engine/errors.ts';
 import { toOnnx } from '../engine/io/onnx.ts';
 import { createModel, logitsOf, modelInfo, type ClassifierOutput } from '../models/index.ts';
-import { readWeightsFile, writeFileAtomic } from './checkpoint.ts';
+import { writeFileAtomic } from './checkpoint.ts';
+import { loadRunModel } from './runs.ts';
 
 export interface ExportOnnxOptions {
-  /** A finished run (config.json and best.safetensors): its model, classes, input size and weights. */
+  /** A finished run folder: its model (and head), classes, input size and best weights. */
   run?: string;
   /** Or a model name, exported with seeded initial weights. */
   model?: string;
@@ -31,48 +30,26 @@ export interface ExportOnnxResult {
   bytes: number;
 }
 
-/** Config fields of a run folder (written by celgrad train) that the export reads. */
-interface RunConfig {
-  model: string;
-  inputSize: number;
-  classes: string[];
-  transformInput?: boolean;
-}
-
-/** Writes the ONNX file: graph input 'input' [batch, 3, size, size], output 'logits' [batch, classes]. */
+/**
+ * Writes the ONNX file: graph input 'input' [batch, 3, size, size], output 'logits' [batch, classes];
+ * metadata_props model, input_size and (for a run) classes as JSON.
+ */
 export async function exportOnnx(options: ExportOnnxOptions): Promise<ExportOnnxResult> {
   if (!options.run === !options.model) throw new CelgradError('export onnx needs exactly one of --run RUN or --model NAME');
-  let config: RunConfig | undefined;
-  if (options.run) {
-    const configPath = join(options.run, 'config.json');
-    if (!existsSync(configPath) || !existsSync(join(options.run, 'best.safetensors'))) {
-      throw new CelgradError(`${options.run} is not a finished run: expected config.json and best.safetensors there (celgrad train writes them)`);
-    }
-    config = JSON.parse(readFileSync(configPath, 'utf8')) as RunConfig;
-  }
-  const name = config?.model ?? options.model!;
-  const size = options.imageSize ?? config?.inputSize ?? modelInfo(name).defaultInputSize;
-  const inputShape = [options.batch ?? 1, 3, size, size];
-  // Eval mode never runs Inception's auxiliary classifier: build without it.
-  const model = createModel(name, {
-    numClasses: config?.classes.length ?? options.numClasses ?? 1000,
-    seed: options.seed ?? 0,
-    auxLogits: false,
-    transformInput: config?.transformInput,
-  });
+  // Eval mode never runs Inception's auxiliary classifier: models are built without it.
+  const { model, config } = options.run
+    ? loadRunModel(options.run)
+    : {
+        model: createModel(options.model!, { numClasses: options.numClasses ?? 1000, seed: options.seed ?? 0, auxLogits: false }),
+        config: undefined,
+      };
   try {
+    const name = config?.model ?? options.model!;
+    const size = options.imageSize ?? config?.inputSize ?? modelInfo(name).defaultInputSize;
+    const inputShape = [options.batch ?? 1, 3, size, size];
     const metadata: Record<string, string> = { model: name, input_size: String(size) };
-    if (config) {
-      const { tensors } = readWeightsFile(join(options.run!, 'best.safetensors'));
-      for (const key of [...tensors.keys()]) if (key.startsWith('AuxLogits.')) tensors.delete(key);
-      model.loadStateDict(tensors, { strict: true });
-      metadata.classes = JSON.stringify(config.classes);
-    }
-    const bytes = await toOnnx(model, inputShape, {
-      output: (out) => logitsOf(out as ClassifierOutput),
-      outputName: 'logits',
-      metadata,
-    });
+    if (config) metadata.classes = JSON.stringify(config.classes);
+    const bytes = await toOnnx(model, inputShape, { output: (out) => logitsOf(out as ClassifierOutput), outputName: 'logits', metadata });
     writeFileAtomic(options.out, bytes);
     return { out: options.out, model: name, inputShape, bytes: bytes.length };
   } finally {

@@ -52,6 +52,7 @@ import {
 } from '../engine/index.ts';
 import { conv2d } from '../engine/ops/conv2d.ts';
 import { BatchNorm2d, Dropout, Linear, Module } from '../engine/nn/index.ts';
+import { installHead } from '../engine/nn/heads.ts';
 import { ProtoMessage, toOnnx, varint } from '../engine/io/onnx.ts';
 import { createModel, logitsOf, type ClassifierOutput } from '../models/index.ts';
 import { saveWeights } from '../experiments/checkpoint.ts';
@@ -282,13 +283,14 @@ test('vgg16 [2,3,32,32]: ONNX Runtime agrees with celgrad (classifier.0 in row b
   model.dispose();
 });
 
-test('exportOnnx: a trained run folder (its weights, classes and input size) and a seeded model', async () => {
+test('exportOnnx: a trained run folder (weights, ArcFace head, classes, input size) and a seeded model', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'celgrad-onnx-'));
   try {
     const classes = ['cat', 'dog', 'owl'];
     const model = createModel('densenet121', { numClasses: classes.length, seed: 5 });
+    installHead(model, 'arcface', classes.length, 6);
     await saveWeights(join(dir, 'best.safetensors'), model);
-    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model: 'densenet121', inputSize: 32, classes, auxLogits: false }));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model: 'densenet121', inputSize: 32, classes, head: 'arcface' }));
     const out = join(dir, 'run.onnx');
     const result = await exportOnnx({ run: dir, out, batch: 2 });
     assert.equal(result.inputShape, [2, 3, 32, 32]);
