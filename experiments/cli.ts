@@ -8,6 +8,10 @@ import { describeModels, MODELS } from '../models/index.ts';
 import { train, type Regime } from './train.ts';
 import type { HeadKind } from '../engine/nn/heads.ts';
 import { evalRun, type EvalProtocol } from './evaluate.ts';
+import { exportOnnx } from './export.ts';
+import { serveStudy } from './serve.ts';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { runStudy, PRESETS, type Preset } from './study.ts';
 import { explainImage } from './explain/command.ts';
 import { METHODS, type Method } from './explain/explain.ts';
@@ -30,6 +34,9 @@ Usage:
   celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
                 [--models resnet50,inception_v3[,densenet121,vgg16]] [--regimes pretrained,scratch[,finetune]]
                 [--heads linear[,arcface,sphereface]] [--epochs N] [--layers L1,L2] [--gradcam-layer L] [--resume]
+  celgrad export onnx (--run RUN | --model M [--image-size S --seed K]) --out FILE
+                                                           the network and its weights as an ONNX graph
+  celgrad serve STUDY_DIR [--port 8080] [--host 127.0.0.1]  the live explorer of a study, in the browser
   celgrad explain --run RUN --image IMG --out PNG [--method gradcam|gradcam++|guided|guided-gradcam|saliency|smoothgrad]
                 [--layer NAME] [--class N]
 
@@ -224,6 +231,36 @@ const commands: Record<string, Command> = {
       target: values.class === undefined ? undefined : int(values.class, 0, 'class'),
     });
     console.log(summary);
+    return 0;
+  },
+  async export([format, ...args]) {
+    if (format !== 'onnx') throw new CelgradError(`unknown export format '${format ?? ''}': use 'export onnx'`);
+    const { values } = parse(args, {
+      ...adapterOptions,
+      run: { type: 'string' },
+      model: { type: 'string' },
+      out: { type: 'string' },
+      'image-size': { type: 'string' },
+      seed: { type: 'string' },
+    });
+    if (!values.out) throw new CelgradError('export onnx needs --out FILE');
+    await startGPU(values);
+    const r = await exportOnnx({
+      run: values.run,
+      model: values.model,
+      out: values.out,
+      imageSize: values['image-size'] ? int(values['image-size'], 0, 'image-size') : undefined,
+      seed: int(values.seed, 0, 'seed'),
+    });
+    console.log(`wrote ${r.model} (input [${r.inputShape}]) to ${r.out}, ${(r.bytes / 2 ** 20).toFixed(1)} MiB`);
+    return 0;
+  },
+  async serve(args) {
+    const { values, positionals } = parse(args, { port: { type: 'string' }, host: { type: 'string' } });
+    if (!positionals[0]) throw new CelgradError('serve needs a study folder: celgrad serve STUDY_DIR');
+    const server = await serveStudy({ dir: positionals[0], port: int(values.port, 8080, 'port'), host: values.host });
+    console.log(`explorer at http://localhost:${(server.address() as AddressInfo).port}/ (Ctrl-C stops it)`);
+    await once(server, 'close');
     return 0;
   },
   async data([sub, ...args]) {
