@@ -109,15 +109,31 @@ fn main(
     wq[q] = i32(pos % p.wp);
   }
 
+  // The phase rows and columns this tile covers (all of them when it spans images or rows): kernel
+  // positions that reach no output from any of its pixels are skipped, e.g. most of a 5x5 kernel
+  // whose output is 1x1.
+  let last = min(row0 + TM, p.rows) - 1u;
+  let per_image = p.hp * p.wp;
+  let first_pos = row0 % per_image;
+  let last_pos = last % per_image;
+  let one_image = row0 / per_image == last / per_image;
+  let one_row = one_image && first_pos / p.wp == last_pos / p.wp;
+  let hq_lo = select(0, i32(first_pos / p.wp), one_image);
+  let hq_hi = select(i32(p.hp) - 1, i32(last_pos / p.wp), one_image);
+  let wq_lo = select(0, i32(first_pos % p.wp), one_row);
+  let wq_hi = select(i32(p.wp) - 1, i32(last_pos % p.wp), one_row);
+
   var acc: array<vec4<f32>, TM>;
   for (var i = 0u; i < p.kh; i++) {
     let ti = i32(p.ph) + p.pt - i32(i) * p.dh; // = oh sh - hq sh when this kernel row applies
     if (((ti % p.sh) + p.sh) % p.sh != 0) { continue; }
     let di = exact_div(ti, p.sh);
+    if (hq_hi + di < 0 || hq_lo + di >= i32(p.ho)) { continue; }
     for (var j = 0u; j < p.kw; j++) {
       let tj = i32(p.pw) + p.pl - i32(j) * p.dw;
       if (((tj % p.sw) + p.sw) % p.sw != 0) { continue; }
       let dj = exact_div(tj, p.sw);
+      if (wq_hi + dj < 0 || wq_lo + dj >= i32(p.wo)) { continue; }
       var dy_at: array<u32, LOADS>;
       var inside: array<bool, LOADS>;
       for (var q = 0u; q < LOADS; q++) {

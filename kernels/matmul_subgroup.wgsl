@@ -3,11 +3,11 @@
 // Why it looks like this (measured on Mesa 25 lavapipe, see shared/perf-notes.md): a storage load
 // whose address differs per lane runs as a scalar loop over the lanes, so loads, not FMAs, bound
 // the speed. One workgroup is one subgroup of SG lanes. Each lane owns a tall tile of TM rows x 4
-// columns of C (TM/4 vec4 accumulators; they spill, which is still cheaper than loading). Per step
+// columns of C (TM vec4 accumulators; they spill, which is still cheaper than loading). Per step
 // of 4 along k:
 //   - the A values (shared by all lanes: same rows) are loaded once per subgroup, spread over the
-//     lanes, and handed round with subgroupShuffle at constant lane indices (lavapipe lowers that
-//     to one vpermd per component; subgroupBroadcast was 2x slower here);
+//     lanes, and handed round with subgroupShuffle at constant lane indices (with 8 lanes lavapipe
+//     lowers that to one AVX2 vpermd per component; subgroupBroadcast was 2x slower here);
 //   - the B values are the lane's own: its 4 columns x 4 k.
 // Loads are vec4 along each operand's contiguous dimension when it is a multiple of 4 (A_VEC,
 // B_VEC), else four scalar loads. Rows and columns past the edge read whatever is in bounds and
