@@ -6,7 +6,7 @@
 import { Tensor, noGrad, scopeAsync, softmax, withBackwardMode } from '../../engine/index.ts';
 import type { Module } from '../../engine/nn/index.ts';
 import { Rng } from '../../engine/random.ts';
-import { logitsOf, type Classifier, type ClassifierOutput } from '../../models/index.ts';
+import { logitsOf, type ClassifierOutput } from '../../models/index.ts';
 import { gradCam, gradCamPlusPlus, type Cam } from './cam.ts';
 
 export type Method = 'gradcam' | 'gradcam++' | 'guided' | 'guided-gradcam' | 'saliency' | 'smoothgrad';
@@ -52,7 +52,7 @@ async function predictionOf(logits: Tensor): Promise<Prediction> {
 }
 
 /** Logits and class probabilities of one image [3, S, S] (eval mode, no tape). */
-export async function predict(model: Classifier<ClassifierOutput>, image: Float32Array, size: number): Promise<Prediction> {
+export async function predict(model: Module<ClassifierOutput>, image: Float32Array, size: number): Promise<Prediction> {
   model.eval();
   return scopeAsync(() => noGrad(() => predictionOf(logitsOf(model.call(Tensor.fromArray(image, [1, 3, size, size]))))));
 }
@@ -62,7 +62,7 @@ export async function predict(model: Classifier<ClassifierOutput>, image: Float3
  * forward pass does not call that layer or it returns something other than a tensor.
  */
 export async function activationOf(
-  model: Classifier<ClassifierOutput>,
+  model: Module<ClassifierOutput>,
   image: Float32Array,
   size: number,
   layer: string,
@@ -88,7 +88,7 @@ export async function activationOf(
  * pre-softmax score, as Selvaraju et al. and pytorch-grad-cam's ClassifierOutputTarget.
  */
 export async function camOf(
-  model: Classifier<ClassifierOutput>,
+  model: Module<ClassifierOutput>,
   image: Float32Array,
   size: number,
   options: { layer: string; target?: number; plusPlus?: boolean },
@@ -124,7 +124,7 @@ export async function camOf(
 
 /** d score_target / d input [3, S, S], standard or guided (guided backpropagation). */
 export async function inputGradient(
-  model: Classifier<ClassifierOutput>,
+  model: Module<ClassifierOutput>,
   image: Float32Array,
   size: number,
   target: number,
@@ -151,7 +151,7 @@ export function saliencyOf(gradient: Float32Array, size: number): Float32Array {
 
 /** SmoothGrad (Smilkov et al. 2017): saliency averaged over `samples` noisy copies, noise std = sigma * (max - min). */
 export async function smoothGrad(
-  model: Classifier<ClassifierOutput>,
+  model: Module<ClassifierOutput>,
   image: Float32Array,
   size: number,
   target: number,
