@@ -38,7 +38,7 @@ import {
 
 export type Preset = 'smoke' | 'quick' | 'paper';
 
-interface PresetConfig {
+export interface PresetConfig {
   /** Synthetic target set (smoke, quick) or the user's data (paper). */
   synth?: { identities: number; perIdentity: number; size: number; seed: number; difficulty?: Partial<SynthDifficulty> };
   /** The synthetic source task used to pretrain backbones when no ImageNet weights are given. */
@@ -125,6 +125,8 @@ export interface StudyOptions {
   epochs?: number;
   seed?: number;
   cacheDir?: string;
+  /** Replaces parts of the preset (tests run a tiny study this way). */
+  overrides?: Partial<PresetConfig>;
 }
 
 /** torchvision's and timm's file names for the ImageNet weights of each model. */
@@ -138,7 +140,7 @@ const WEIGHT_FILES: Record<string, RegExp> = {
 
 export async function runStudy(options: StudyOptions): Promise<string> {
   const started = performance.now();
-  const preset = PRESETS[options.preset];
+  const preset: PresetConfig = { ...PRESETS[options.preset], ...options.overrides };
   const out = resolve(options.out);
   const models = options.models ?? ['resnet50', 'inception_v3'];
   const regimes = options.regimes ?? ['pretrained', 'scratch'];
@@ -381,6 +383,10 @@ async function drawFigures(
   const rocCurves: RocCurve[] = [];
   const explanations: ExplanationPanel[] = [];
   const faithImages = split.val.slice(0, preset.faithfulnessImages);
+  // Verification needs genuine pairs: some identity with two validation images.
+  const perIdentity = new Map<number, number>();
+  for (const v of split.val) perIdentity.set(v.label, (perIdentity.get(v.label) ?? 0) + 1);
+  const canVerify = [...perIdentity.values()].some((n) => n >= 2) && perIdentity.size >= 2;
   for (const { model, name } of plan) {
     const r = results.get(name)!;
     const size = r.inputSize;
@@ -428,13 +434,15 @@ async function drawFigures(
       const f = await explanationFaithfulness(net, faithInputs, size, layer, method);
       faithfulnessRows.push({ run: name, method, averageDrop: f.averageDrop, increaseInConfidence: f.increaseInConfidence, images: f.images, score: 'softmax probability of the predicted class' });
     }
-    const v = await verification(net, split.val as Sample[], size, preset.batchSize, options.seed ?? 0);
-    rocCurves.push({ name, fpr: Array.from(v.roc.fpr), tpr: Array.from(v.roc.tpr) });
-    verificationRows.push({
-      run: name,
-      tarAtFar: Object.fromEntries(v.tar.filter((t) => t.tar !== null).map((t) => [t.far.toExponential(0).replace('e-', 'e-'), t.tar!])),
-      top1: v.top1,
-    });
+    if (canVerify) {
+      const v = await verification(net, split.val as Sample[], size, preset.batchSize, options.seed ?? 0);
+      rocCurves.push({ name, fpr: Array.from(v.roc.fpr), tpr: Array.from(v.roc.tpr) });
+      verificationRows.push({
+        run: name,
+        tarAtFar: Object.fromEntries(v.tar.filter((t) => t.tar !== null).map((t) => [t.far.toExponential(0), t.tar!])),
+        top1: v.top1,
+      });
+    }
     net.dispose();
   }
   const gradcam: GradcamPanel[] = chosen.map((c, i) => {
@@ -449,7 +457,7 @@ async function drawFigures(
     featureMaps,
     gradcam,
     faithfulness: faithfulnessRows,
-    verification: { curves: rocCurves, rows: verificationRows },
+    ...(canVerify ? { verification: { curves: rocCurves, rows: verificationRows } } : {}),
     explanations,
   };
 }
