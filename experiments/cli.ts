@@ -9,8 +9,12 @@ import { train, type Regime } from './train.ts';
 import type { HeadKind } from '../engine/nn/heads.ts';
 import { evalRun, type EvalProtocol } from './evaluate.ts';
 import { exportOnnx } from './export.ts';
+import { benchKernels } from '../bench/kernels.ts';
+import { benchModel, formatModelBench } from '../bench/models.ts';
 import { serveStudy } from './serve.ts';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { gpu } from '../engine/gpu.ts';
 import type { AddressInfo } from 'node:net';
 import { runStudy, PRESETS, type Preset } from './study.ts';
 import { explainImage } from './explain/command.ts';
@@ -34,6 +38,11 @@ Usage:
   celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
                 [--models resnet50,inception_v3[,densenet121,vgg16]] [--regimes pretrained,scratch[,finetune]]
                 [--heads linear[,arcface,sphereface]] [--epochs N] [--layers L1,L2] [--gradcam-layer L] [--resume]
+  celgrad bench kernels [--quick] [--filter TEXT] [--batch N] [--json FILE]
+                                                           each kernel: error vs the float64 reference, median ms,
+                                                           GFLOP/s, and TF.js WebGPU on the same device
+  celgrad bench models [--model resnet50 --image-size 64 --batch 8 --steps 3] [--profile] [--json FILE]
+                                                           training / inference images per second, per-kernel GPU time
   celgrad export onnx (--run RUN | --model M [--image-size S --seed K]) --out FILE
                                                            the network and its weights as an ONNX graph
   celgrad serve STUDY_DIR [--port 8080] [--host 127.0.0.1]  the live explorer of a study, in the browser
@@ -232,6 +241,43 @@ const commands: Record<string, Command> = {
     });
     console.log(summary);
     return 0;
+  },
+  async bench([what, ...args]) {
+    if (what === 'kernels') {
+      const { values } = parse(args, { ...adapterOptions, quick: { type: 'boolean' }, filter: { type: 'string' }, batch: { type: 'string' }, json: { type: 'string' } });
+      await startGPU(values);
+      await benchKernels({ quick: values.quick, filter: values.filter, json: values.json, batch: values.batch ? int(values.batch, 0, 'batch') : undefined });
+      return 0;
+    }
+    if (what === 'models') {
+      const { values } = parse(args, {
+        ...adapterOptions,
+        model: { type: 'string' },
+        'image-size': { type: 'string' },
+        batch: { type: 'string' },
+        steps: { type: 'string' },
+        profile: { type: 'boolean' },
+        json: { type: 'string' },
+      });
+      await startGPU(values);
+      const names = (values.model ?? 'resnet50,inception_v3').split(',');
+      const results = [];
+      for (const model of names) {
+        if (!(model in MODELS)) throw new CelgradError(`unknown model '${model}'; known: ${Object.keys(MODELS).join(', ')}`);
+        const r = await benchModel({
+          model,
+          imageSize: values['image-size'] ? int(values['image-size'], 0, 'image-size') : model === 'inception_v3' ? 75 : 64,
+          batch: int(values.batch, 8, 'batch'),
+          steps: int(values.steps, 3, 'steps'),
+          profile: values.profile,
+        });
+        console.log(formatModelBench(r));
+        results.push(r);
+      }
+      if (values.json) writeFileSync(values.json, JSON.stringify({ adapter: gpu().facts, results }, null, 2));
+      return 0;
+    }
+    throw new CelgradError(`unknown bench '${what ?? ''}': use 'bench kernels' or 'bench models'`);
   },
   async export([format, ...args]) {
     if (format !== 'onnx') throw new CelgradError(`unknown export format '${format ?? ''}': use 'export onnx'`);
