@@ -2,7 +2,7 @@
 import { CelgradError } from '../engine/errors.ts';
 import { Conv2d } from '../engine/nn/index.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import type { Classifier, ModelInfo, ModelOptions } from './common.ts';
+import type { Classifier, ModelInfo } from './common.ts';
 import { densenet121, densenet121Info } from './densenet.ts';
 import { inception_v3, inceptionV3Info, type InceptionOptions, type InceptionOutputs } from './inception.ts';
 import { resnet50, resnet50Info } from './resnet.ts';
