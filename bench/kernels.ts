@@ -6,6 +6,9 @@
 // platform (which polls with setTimeout: dawn.node's own busy polling steals a core from lavapipe,
 // perf-notes). reps is chosen so a sample lasts >= 100 ms, which amortises the ~1 ms wait; the median
 // of the samples is reported. TF.js is timed the same way, its queue flushed with submitQueue().
+// On a software adapter the "GPU" is this process's threads, so the process's CPU time per run over
+// the number of cores (cpuMs) is also reported: it estimates the wall time on an idle machine when
+// other processes share the cores (wall time then grows, CPU time hardly does).
 //
 // Correctness: the max relative error (max |out - ref| / max |ref|) against float64 on the bench
 // shape itself; for matmul and conv, on a few hundred random output positions.
@@ -13,6 +16,7 @@
 // Entries are BenchCase objects in one list (matmul, conv2d, then batch norm and pooling); adding an
 // op is adding entries.
 import { writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import type * as TfCore from '@tensorflow/tfjs-core';
 import { gpu, type AdapterFacts } from '../engine/gpu.ts';
 import { noGrad } from '../engine/autograd.ts';
@@ -46,9 +50,11 @@ export interface BenchResult {
   shape: string;
   maxRelErr: number;
   medianMs: number;
+  /** Median CPU time of this process per run over the cores (software adapters: see the header). */
+  cpuMs: number;
   gflops: number | null;
   gbps?: number | null;
-  peer: { name: string; medianMs: number } | null;
+  peer: { name: string; medianMs: number; cpuMs: number } | null;
   /** Pool bytes one run takes beyond its inputs (its output and any scratch). */
   peakBytes: number;
 }
@@ -58,7 +64,7 @@ export interface BenchReport {
   batch: number;
   results: BenchResult[];
   /** Every ResNet-50 conv layer (each distinct shape times its count), forward + both gradients. */
-  resnet50ConvSum: { ms: number; peerMs: number | null; layers: number } | null;
+  resnet50ConvSum: { ms: number; cpuMs: number; peerMs: number | null; peerCpuMs: number | null; layers: number } | null;
 }
 
 /** One entry: a kernel at one shape. */
@@ -530,9 +536,10 @@ async function waitGpu(): Promise<void> {
   await platform().waitForGPU(gpu().device.queue.onSubmittedWorkDone());
 }
 
-/** Median ms of one run: record() `reps` times per sample, wait for the GPU, divide. */
-async function timeRuns(record: () => void, flush: () => void, samples: number): Promise<number> {
+/** Median wall and CPU ms (over the cores) of one run: record() `reps` times per sample, wait for the GPU, divide. */
+async function timeRuns(record: () => void, flush: () => void, samples: number): Promise<{ wall: number; cpu: number }> {
   const now = () => platform().now();
+  const cores = availableParallelism();
   record(); // warm-up: pipelines compile, the pool fills
   flush();
   await waitGpu();
@@ -541,16 +548,24 @@ async function timeRuns(record: () => void, flush: () => void, samples: number):
   flush();
   await waitGpu();
   const reps = Math.min(50, Math.max(1, Math.ceil(100 / Math.max(now() - t0, 0.01))));
-  const times: number[] = [];
+  const wall: number[] = [];
+  const cpu: number[] = [];
   for (let s = 0; s < samples; s++) {
     t0 = now();
+    const c0 = process.cpuUsage();
     for (let r = 0; r < reps; r++) record();
     flush();
     await waitGpu();
-    times.push((now() - t0) / reps);
+    const c = process.cpuUsage(c0);
+    wall.push((now() - t0) / reps);
+    cpu.push((c.user + c.system) / 1000 / cores / reps);
   }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
+  return { wall: median(wall), cpu: median(cpu) };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
 }
 
 export async function benchKernels(options: BenchOptions = {}): Promise<BenchReport> {
@@ -561,9 +576,7 @@ export async function benchKernels(options: BenchOptions = {}): Promise<BenchRep
   const cases = benchCases(batch, options.quick).filter((c) => !options.filter || `${c.kernel} ${c.shape}`.includes(options.filter));
   const results: BenchResult[] = [];
   console.log(TABLE_HEADER);
-  let convMs = 0;
-  let convPeerMs: number | null = 0;
-  let convLayers = 0;
+  const sum = { ms: 0, cpuMs: 0, peerMs: 0 as number | null, peerCpuMs: 0 as number | null, layers: 0 };
   for (const c of cases) {
     const p = c.prepare(tf);
     const out = p.run();
@@ -574,7 +587,7 @@ export async function benchKernels(options: BenchOptions = {}): Promise<BenchRep
     rt().pool.resetPeak();
     disposeAll(p.run());
     const peakBytes = rt().pool.getStats().peak - base;
-    const medianMs = await timeRuns(() => disposeAll(p.run()), () => rt().flush(), samples);
+    const time = await timeRuns(() => disposeAll(p.run()), () => rt().flush(), samples);
     let peer: BenchResult['peer'] = null;
     if (tf && p.peer) {
       // As TF.js's own read-backs do: close its compute pass and encoder, then submit.
@@ -585,33 +598,36 @@ export async function benchKernels(options: BenchOptions = {}): Promise<BenchRep
         backend.submitQueue();
       };
       const peerRun = p.peer;
-      const peerMs = await timeRuns(() => tf.dispose(peerRun()), flushTf, options.quick ? 2 : 3);
-      peer = { name: `TF.js WebGPU ${p.peerName}`, medianMs: peerMs };
+      const peerTime = await timeRuns(() => tf.dispose(peerRun()), flushTf, options.quick ? 2 : 3);
+      peer = { name: `TF.js WebGPU ${p.peerName}`, medianMs: peerTime.wall, cpuMs: peerTime.cpu };
     }
     p.dispose();
     const result: BenchResult = {
       kernel: c.kernel,
       shape: c.shape,
       maxRelErr,
-      medianMs,
-      gflops: c.flops ? c.flops / medianMs / 1e6 : null,
-      ...(c.bytes ? { gbps: c.bytes / medianMs / 1e6 } : {}),
+      medianMs: time.wall,
+      cpuMs: time.cpu,
+      gflops: c.flops ? c.flops / time.wall / 1e6 : null,
+      ...(c.bytes ? { gbps: c.bytes / time.wall / 1e6 } : {}),
       peer,
       peakBytes,
     };
     results.push(result);
     console.log(formatRow(result));
     if (c.resnet50Count) {
-      convMs += c.resnet50Count * medianMs;
-      convPeerMs = peer && convPeerMs !== null ? convPeerMs + c.resnet50Count * peer.medianMs : null;
-      convLayers += c.resnet50Count;
+      sum.ms += c.resnet50Count * time.wall;
+      sum.cpuMs += c.resnet50Count * time.cpu;
+      sum.peerMs = peer && sum.peerMs !== null ? sum.peerMs + c.resnet50Count * peer.medianMs : null;
+      sum.peerCpuMs = peer && sum.peerCpuMs !== null ? sum.peerCpuMs + c.resnet50Count * peer.cpuMs : null;
+      sum.layers += c.resnet50Count / 3; // three ops per layer
     }
   }
   const report: BenchReport = {
     adapter: { ...g.facts, subgroups: g.hasSubgroups, matmulVariant: matmulVariant(), conv2dVariant: conv2dVariant() },
     batch,
     results,
-    resnet50ConvSum: convLayers ? { ms: convMs, peerMs: convPeerMs, layers: convLayers / 3 } : null,
+    resnet50ConvSum: sum.layers ? sum : null,
   };
   console.log(formatSummary(report));
   if (options.json) await writeFile(options.json, JSON.stringify(report, null, 2));
@@ -623,12 +639,16 @@ export async function benchKernels(options: BenchOptions = {}): Promise<BenchRep
 const fixed = (v: number | null | undefined, d: number) => (v === null || v === undefined ? '-' : v.toFixed(d));
 
 export const TABLE_HEADER =
-  '| kernel | shape | max rel err | ms | GFLOP/s | GB/s | TF.js WebGPU ms | TF.js / celgrad |\n|---|---|---|---|---|---|---|---|';
+  '| kernel | shape | max rel err | ms | CPU ms | GFLOP/s | GB/s | TF.js WebGPU ms | TF.js CPU ms | TF.js / celgrad |\n' +
+  '|---|---|---|---|---|---|---|---|---|---|';
 
-/** One markdown table row; the ratio is how many times faster celgrad is than the peer. */
+/** One markdown table row; the ratio (wall time) is how many times faster celgrad is than the peer. */
 export function formatRow(r: BenchResult): string {
   const ratio = r.peer ? `${(r.peer.medianMs / r.medianMs).toFixed(1)}x` : '-';
-  return `| ${r.kernel} | ${r.shape} | ${r.maxRelErr.toExponential(1)} | ${fixed(r.medianMs, 2)} | ${fixed(r.gflops, 1)} | ${fixed(r.gbps, 1)} | ${fixed(r.peer?.medianMs, 2)} | ${ratio} |`;
+  return (
+    `| ${r.kernel} | ${r.shape} | ${r.maxRelErr.toExponential(1)} | ${fixed(r.medianMs, 2)} | ${fixed(r.cpuMs, 2)} | ${fixed(r.gflops, 1)} | ` +
+    `${fixed(r.gbps, 1)} | ${fixed(r.peer?.medianMs, 2)} | ${fixed(r.peer?.cpuMs, 2)} | ${ratio} |`
+  );
 }
 
 export function formatSummary(report: BenchReport): string {
@@ -639,8 +659,9 @@ export function formatSummary(report: BenchReport): string {
   const s = report.resnet50ConvSum;
   if (s) {
     lines.push(
-      `ResNet-50 conv layers (${s.layers} layers, forward + grad input + grad weight, batch ${report.batch}): ${s.ms.toFixed(0)} ms` +
-        (s.peerMs ? `; TF.js WebGPU ${s.peerMs.toFixed(0)} ms: ${(s.peerMs / s.ms).toFixed(1)}x` : ''),
+      `ResNet-50 conv layers (${s.layers} layers, forward + grad input + grad weight, batch ${report.batch}): ` +
+        `${s.ms.toFixed(0)} ms (CPU ${s.cpuMs.toFixed(0)} ms)` +
+        (s.peerMs && s.peerCpuMs ? `; TF.js WebGPU ${s.peerMs.toFixed(0)} ms (CPU ${s.peerCpuMs.toFixed(0)} ms): ${(s.peerMs / s.ms).toFixed(1)}x` : ''),
     );
   }
   return lines.join('\n');
