@@ -279,10 +279,15 @@ export function comparisonSentences(runs: RunSummary[], preset: string): string[
     );
   }
 
-  const last = scored.map((s) => {
-    const m = s.run.metrics[s.run.metrics.length - 1];
-    return { run: s.run, gap: m.trainAcc - m.valAcc };
-  }).filter((g) => Number.isFinite(g.gap));
+  // Margin heads measure training accuracy on margin-penalised logits, so their gap is not comparable.
+  const last = scored
+    .filter((s) => (s.run.head ?? 'linear') === 'linear')
+    .map((s) => {
+      const m = s.run.metrics[s.run.metrics.length - 1];
+      return { run: s.run, gap: m.trainAcc - m.valAcc };
+    })
+    .filter((g) => Number.isFinite(g.gap));
+  const gapText = (d: number) => (d >= 0 ? points(d) : `${points(d)}, validation above training`);
   if (last.length > 1) {
     const wide = last.reduce((a, b) => (b.gap > a.gap ? b : a));
     const narrow = last.reduce((a, b) => (b.gap < a.gap ? b : a));
@@ -290,7 +295,7 @@ export function comparisonSentences(runs: RunSummary[], preset: string): string[
       wide.gap - narrow.gap < 0.001
         ? `At the last epoch every run had the same train-validation accuracy gap, ${points(wide.gap)}.`
         : `At the last epoch the train-validation accuracy gap, a sign of overfitting, was widest for ${runLabel(wide.run)} ` +
-            `(${points(wide.gap)}) and narrowest for ${runLabel(narrow.run)} (${points(narrow.gap)}).`,
+            `(${gapText(wide.gap)}) and narrowest for ${runLabel(narrow.run)} (${gapText(narrow.gap)}).`,
     );
   }
   return out;
