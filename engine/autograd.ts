@@ -120,6 +120,11 @@ export function scope<T>(fn: () => T): T {
     for (const t of created) t.dispose();
     throw new Error('scope(fn): fn returned a promise; use scopeAsync(fn) for async work');
   }
+  return closeScope(created, result);
+}
+
+/** Frees a closed scope's tensors except those in `result`, which move to the enclosing scope. */
+function closeScope<T>(created: Set<Tensor>, result: T): T {
   const escaping = new Set<Tensor>();
   collectTensors(result, escaping);
   for (const t of created) {
@@ -136,18 +141,15 @@ export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
   let result: T;
   try {
     result = await fn();
+  } catch (e) {
+    for (const t of created) t.dispose();
+    throw e;
   } finally {
     // An async scope must be the innermost when it ends; anything else is a nesting bug.
     if (scopes[scopes.length - 1] !== created) throw new Error('scopeAsync: scopes were closed out of order');
     scopes.pop();
   }
-  const escaping = new Set<Tensor>();
-  collectTensors(result, escaping);
-  for (const t of created) {
-    if (escaping.has(t)) trackInScope(t);
-    else t.dispose();
-  }
-  return result;
+  return closeScope(created, result);
 }
 
 /** Removes `t` from every open scope, so it outlives them (parameters, gradients, state). */

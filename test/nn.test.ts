@@ -6,26 +6,12 @@ import { initGPU, scope, sum, Tensor, WeightsError, CelgradError, ShapeError } f
 import { BatchNorm2d, Conv2d, Dropout, Flatten, Linear, ReLU, Sequential, type StateDictData } from '../engine/nn/index.ts';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { stats } from './stats.ts';
 
 setPlatform(nodePlatform());
 await initGPU();
 
 // ---------- helpers ----------
-
-function stats(values: Float32Array): { mean: number; std: number; min: number; max: number } {
-  let s = 0;
-  let min = Infinity;
-  let max = -Infinity;
-  for (const v of values) {
-    s += v;
-    min = Math.min(min, v);
-    max = Math.max(max, v);
-  }
-  const mean = s / values.length;
-  let q = 0;
-  for (const v of values) q += (v - mean) ** 2;
-  return { mean, std: Math.sqrt(q / values.length), min, max };
-}
 
 function closeTo(actual: number, expected: number, tolerance: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual} is not within ${tolerance} of ${expected}`);
