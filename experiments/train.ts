@@ -7,7 +7,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Adam, CelgradError, StepLR, Tensor, add, crossEntropy, mulScalar, noGrad, rt, scope, scopeAsync } from '../engine/index.ts';
-import { writeSafetensors } from '../engine/io/index.ts';
+import { remapTorchvisionDenseNetKeys, writeSafetensors } from '../engine/io/index.ts';
 import type { Module } from '../engine/nn/index.ts';
 import { Conv2d } from '../engine/nn/index.ts';
 import { installHead, type HeadKind } from '../engine/nn/heads.ts';
@@ -131,7 +131,9 @@ export function buildModel(config: TrainConfig, numClasses: number, auxLogits: b
         `or use 'celgrad study', which pretrains on a synthetic source task when no ImageNet weights are given`,
     );
   }
-  const { tensors } = readWeightsFile(config.weights);
+  const file = readWeightsFile(config.weights);
+  // torchvision's densenet121-a639ec97.pth predates the current layer names; torchvision remaps them on load.
+  const tensors = config.model.startsWith('densenet') ? remapTorchvisionDenseNetKeys(file.tensors) : file.tensors;
   const info = modelInfo(config.model);
   const headKey = `${info.headParameterPrefixes[0]}.weight`;
   const head = tensors.get(headKey);
