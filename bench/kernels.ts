@@ -620,7 +620,7 @@ export async function benchKernels(options: BenchOptions = {}): Promise<BenchRep
       sum.cpuMs += c.resnet50Count * time.cpu;
       sum.peerMs = peer && sum.peerMs !== null ? sum.peerMs + c.resnet50Count * peer.medianMs : null;
       sum.peerCpuMs = peer && sum.peerCpuMs !== null ? sum.peerCpuMs + c.resnet50Count * peer.cpuMs : null;
-      sum.layers += c.resnet50Count / 3; // three ops per layer
+      if (c.kernel === 'conv2d_forward') sum.layers += c.resnet50Count;
     }
   }
   const report: BenchReport = {

@@ -62,7 +62,7 @@ const CASES: Case[] = [
   { name: 'inception 1x3 p(0,1)', x: [1, 24, 5, 5], w: [12, 24, 1, 3], opts: { padding: [0, 1] } },
   { name: 'inception 3x1 p(1,0)', x: [1, 24, 5, 5], w: [12, 24, 3, 1], opts: { padding: [1, 0] } },
   { name: 'inception 3x3 s2 p0 (Mixed_6a)', x: [1, 16, 9, 9], w: [24, 16, 3, 3], opts: { stride: 2 } },
-  { name: 'inception aux 5x5 on 5x5', x: [2, 16, 5, 5], w: [24, 16, 5, 5], opts: {} },
+  { name: 'inception aux 5x5 on 5x5 (dense GEMM path)', x: [2, 16, 5, 5], w: [24, 16, 5, 5], opts: {} },
   { name: 'batch 1, odd channels', x: [1, 5, 6, 7], w: [7, 5, 3, 3], opts: { padding: 1 }, bias: true },
   { name: 'many input channels (grad-input column tiles)', x: [1, 37, 5, 4], w: [6, 37, 3, 3], opts: { padding: 1 } },
   { name: 'padding larger than half the kernel', x: [1, 4, 5, 5], w: [6, 4, 3, 3], opts: { padding: 2 } },
@@ -109,7 +109,7 @@ for (const variant of variants) {
   });
 }
 
-test('the GEMM-based paths (1x1, few input channels) with the portable GEMM', async () => {
+test('the GEMM-based paths (1x1, dense, few input channels) with the portable GEMM', async () => {
   setMatmulVariant('tiled');
   let seed = 500;
   for (const c of CASES.filter((c) => /GEMM|3 channels/.test(c.name))) await checkCase(c, (seed += 4), `tiled GEMM: ${c.name}`);

@@ -1,6 +1,7 @@
 // 2-D convolution (cross-correlation, as torch.nn.functional.conv2d), NCHW / OIHW, with its derivative.
 // Kernels: kernels/conv2d_forward.wgsl, conv2d_grad_input.wgsl, conv2d_grad_weight.wgsl (implicit GEMMs
-// built like kernels/matmul_subgroup.wgsl), and the GEMM of engine/ops/matmul.ts for 1x1 convolutions.
+// built like kernels/matmul_subgroup.wgsl), and the GEMM of engine/ops/matmul.ts for 1x1 convolutions,
+// kernels as large as the input, and the grad input of few-channel stems.
 // Reference: test/reference/conv2d.ts.
 import forwardSource from '../../kernels/conv2d_forward.wgsl';
 import gradInputSource from '../../kernels/conv2d_grad_input.wgsl';
@@ -231,6 +232,14 @@ const isPointwise = (g: ConvGeometry) =>
   g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.pt + g.pb + g.pl + g.pr === 0 && g.groups === 1;
 
 /**
+ * The kernel covers the whole unpadded input (Inception's aux 5x5 on a 5x5 map): a fully connected
+ * layer, one GEMM over the batch. The implicit GEMMs would give every input pixel all kH kW kernel
+ * positions of which one applies (25x the work for the grad input).
+ */
+const isDense = (g: ConvGeometry) =>
+  g.kh === g.h && g.kw === g.w && g.dh === 1 && g.dw === 1 && g.pt + g.pb + g.pl + g.pr === 0 && g.groups === 1;
+
+/**
  * Few input channels (a 3-channel stem): the grad-input kernel would leave most of its 4 x SG columns
  * (input channels) empty, so multiply into columns with the GEMM and fold them back (3x faster on the
  * ResNet-50 stem), a batch chunk at a time, where one image's columns fit half a binding. The forward
@@ -250,6 +259,11 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
   if (isPointwise(geo) && !bias && !relu && chunks.length === 1) {
     // y[n] (O x HW) = W (O x C) . x[n] (C x HW)
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: x.buffer }, c: { buffer: y.buffer }, m: o, n: h * w, k: c, batch: n, transA: false, transB: false, aBatch: 0, bBatch: c * h * w });
+    return y;
+  }
+  if (isDense(geo) && !bias && !relu && chunks.length === 1) {
+    // y (N x O) = x (N x CHW) . W^T (CHW x O)
+    recordGemm({ a: { buffer: x.buffer }, b: { buffer: weight.buffer }, c: { buffer: y.buffer }, m: n, n: o, k: c * h * w, batch: 1, transA: false, transB: true, aBatch: 0, bBatch: 0 });
     return y;
   }
   const { SG, SUBGROUPS } = lanes();
@@ -281,6 +295,11 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
   if (isPointwise(geo) && chunks.length === 1) {
     // dx[n] (C x HW) = W^T (C x O) . dy[n] (O x HW)
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: dy.buffer }, c: { buffer: dx.buffer }, m: c, n: h * w, k: o, batch: n, transA: true, transB: false, aBatch: 0, bBatch: o * h * w });
+    return dx;
+  }
+  if (isDense(geo) && chunks.length === 1) {
+    // dx (N x CHW) = dy (N x O) . W (O x CHW)
+    recordGemm({ a: { buffer: dy.buffer }, b: { buffer: weight.buffer }, c: { buffer: dx.buffer }, m: n, n: c * h * w, k: o, batch: 1, transA: false, transB: false, aBatch: 0, bBatch: 0 });
     return dx;
   }
   if (unfolds(geo)) {
