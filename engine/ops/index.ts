@@ -10,3 +10,4 @@ export * from './upsample.ts';
 export * from './linear.ts';
 export * from './normalize.ts';
 export * from './margin.ts';
+export * from './conv2d.ts';
