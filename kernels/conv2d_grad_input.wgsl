@@ -52,30 +52,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-const SG: u32 = ${SG}u;
-const TM: u32 = ${TM}u;
-const LOADS: u32 = TM / SG;
+#include conv2d_lanes
 
 // a / b for a multiple a of b > 0 (a may be negative).
 fn exact_div(a: i32, b: i32) -> i32 {
   return select(-((-a) / b), a / b, a >= 0);
 }
 
-// Hands each lane's gathered row values to the whole group: subgroup shuffles where the adapter has
-// them (SUBGROUPS), else through workgroup memory (portable; correct everywhere, tuned nowhere).
-#if ${SUBGROUPS}
-fn share(mine: vec4<f32>, lane: u32) {}
-fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return subgroupShuffle(mine, s); }
-fn shared_done() {}
-#else
-var<workgroup> exchange: array<vec4<f32>, SG>;
-fn share(mine: vec4<f32>, lane: u32) {
-  exchange[lane] = mine;
-  workgroupBarrier();
-}
-fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return exchange[s]; }
-fn shared_done() { workgroupBarrier(); }
-#endif
 
 @compute @workgroup_size(SG)
 fn main(

@@ -51,25 +51,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>; // packed
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
-const SG: u32 = ${SG}u;
-const TM: u32 = ${TM}u;
-const LOADS: u32 = TM / SG;
-
-// Hands each lane's gathered row values to the whole group: subgroup shuffles where the adapter has
-// them (SUBGROUPS), else through workgroup memory (portable; correct everywhere, tuned nowhere).
-#if ${SUBGROUPS}
-fn share(mine: vec4<f32>, lane: u32) {}
-fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return subgroupShuffle(mine, s); }
-fn shared_done() {}
-#else
-var<workgroup> exchange: array<vec4<f32>, SG>;
-fn share(mine: vec4<f32>, lane: u32) {
-  exchange[lane] = mine;
-  workgroupBarrier();
-}
-fn from_lane(mine: vec4<f32>, s: u32) -> vec4<f32> { return exchange[s]; }
-fn shared_done() { workgroupBarrier(); }
-#endif
+#include conv2d_lanes
 
 @compute @workgroup_size(SG)
 fn main(

@@ -9,6 +9,7 @@ import gradWeightSource from '../../kernels/conv2d_grad_weight.wgsl';
 import packSource from '../../kernels/conv2d_pack.wgsl';
 import packDySource from '../../kernels/conv2d_pack_dy.wgsl';
 import col2imSource from '../../kernels/conv2d_col2im.wgsl';
+import lanesSource from '../../kernels/conv2d_lanes.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
 import { gpu } from '../gpu.ts';
 import { platform } from '../platform/index.ts';
@@ -17,9 +18,11 @@ import { Tensor } from '../tensor.ts';
 import { recordGemm } from './matmul.ts';
 import { sum } from './reduce.ts';
 
-registerKernel('conv2d_forward', forwardSource);
-registerKernel('conv2d_grad_input', gradInputSource);
-registerKernel('conv2d_grad_weight', gradWeightSource);
+// The three implicit GEMMs share their tile constants and lane exchange (WGSL has no includes).
+const withLanes = (source: string) => source.replace('#include conv2d_lanes', lanesSource);
+registerKernel('conv2d_forward', withLanes(forwardSource));
+registerKernel('conv2d_grad_input', withLanes(gradInputSource));
+registerKernel('conv2d_grad_weight', withLanes(gradWeightSource));
 registerKernel('conv2d_pack', packSource);
 registerKernel('conv2d_pack_dy', packDySource);
 registerKernel('conv2d_col2im', col2imSource);
