@@ -43,6 +43,8 @@ export interface BenchOptions {
   filter?: string;
   /** Images per conv / batch-norm / pooling shape; default 8, or 4 on a software adapter. */
   batch?: number;
+  /** false: time celgrad only, without the TF.js WebGPU peer (a quicker run while tuning). */
+  peer?: boolean;
 }
 
 export interface BenchResult {
@@ -572,7 +574,7 @@ export async function benchKernels(options: BenchOptions = {}): Promise<BenchRep
   const g = gpu();
   const batch = options.batch ?? (g.facts.isSoftware ? 4 : 8);
   const samples = options.quick ? 3 : 5;
-  const tf = await startTf();
+  const tf = options.peer === false ? null : await startTf();
   const cases = benchCases(batch, options.quick).filter((c) => !options.filter || `${c.kernel} ${c.shape}`.includes(options.filter));
   const results: BenchResult[] = [];
   console.log(TABLE_HEADER);

@@ -38,7 +38,7 @@ Usage:
   celgrad study [--preset smoke|quick|paper] [--data DIR] [--weights-dir DIR] --out DIR
                 [--models resnet50,inception_v3[,densenet121,vgg16]] [--regimes pretrained,scratch[,finetune]]
                 [--heads linear[,arcface,sphereface]] [--epochs N] [--layers L1,L2] [--gradcam-layer L] [--resume]
-  celgrad bench kernels [--quick] [--filter TEXT] [--batch N] [--json FILE]
+  celgrad bench kernels [--quick] [--filter TEXT] [--batch N] [--json FILE] [--no-peer]
                                                            each kernel: error vs the float64 reference, median ms,
                                                            GFLOP/s, and TF.js WebGPU on the same device
   celgrad bench models [--model resnet50 --image-size 64 --batch 8 --steps 3] [--profile] [--json FILE]
@@ -244,9 +244,15 @@ const commands: Record<string, Command> = {
   },
   async bench([what, ...args]) {
     if (what === 'kernels') {
-      const { values } = parse(args, { ...adapterOptions, quick: { type: 'boolean' }, filter: { type: 'string' }, batch: { type: 'string' }, json: { type: 'string' } });
+      const { values } = parse(args, { ...adapterOptions, quick: { type: 'boolean' }, filter: { type: 'string' }, batch: { type: 'string' }, json: { type: 'string' }, 'no-peer': { type: 'boolean' } });
       await startGPU(values);
-      await benchKernels({ quick: values.quick, filter: values.filter, json: values.json, batch: values.batch ? int(values.batch, 0, 'batch') : undefined });
+      await benchKernels({
+        quick: values.quick,
+        filter: values.filter,
+        json: values.json,
+        batch: values.batch ? int(values.batch, 0, 'batch') : undefined,
+        peer: !values['no-peer'],
+      });
       return 0;
     }
     if (what === 'models') {

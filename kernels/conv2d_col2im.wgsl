@@ -3,12 +3,12 @@
 // col = W^T dy comes from the GEMM of kernels/matmul_subgroup.wgsl, one batch chunk at a time; each
 // input pixel sums the column entries of the kernel positions that reach it.
 //
-//   dx[n, c, h, w] = sum over (i, j) with h + pt - i dh = oh sh, w + pl - j dw = ow sw, inside the output,
-//                    of col[n, (c kH + i) kW + j, oh Wo + ow]
+//   dx[n, c, h, w] = sum over (i, j) with h + pt - i = oh sh, w + pl - j = ow sw, inside the output,
+//                    of col[n, (c kH + i) kW + j, oh Wo + ow]      (dilation 1 only)
 //
 // Dispatch: x = tiles of 64 pixels along w, y (+ z folded past 65535) = image rows (n, c, h).
-// Integer division has no SIMD instruction on x86, so lavapipe runs it lane by lane: divisions here
-// go through f32 (exact below 2^23).
+// Integer division has no SIMD instruction on x86, so lavapipe runs it lane by lane: the few per
+// pixel go through f32 (exact below 2^23) or divide by the stride once.
 
 struct Params {
   rows: u32, // count C H
@@ -21,8 +21,6 @@ struct Params {
   kw: u32,
   sh: i32,
   sw: i32,
-  dh: i32,
-  dw: i32,
   pt: i32,
   pl: i32,
   rows_y: u32,
@@ -48,19 +46,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let y = i32(row - nc * p.h);
   let plane = p.ho * p.wo;
   let col_nc = nc * p.kh * p.kw * plane;
+  // The kernel rows that reach this pixel are i0, i0 + sh, ... (i0 = (y + pt) mod sh) at output rows
+  // oh0, oh0 - 1, ...; likewise along w. Stepping over just those (about kH kW / (sh sw) of them)
+  // needs no division in the loops, and every lane of a subgroup runs the same trip counts.
+  let ty = u32(y + p.pt);
+  let tx = x + u32(p.pl);
+  let i0 = ty % u32(p.sh);
+  let j0 = tx % u32(p.sw);
   var acc = 0.0;
-  for (var i = 0u; i < p.kh; i++) {
-    let th = y + p.pt - i32(i) * p.dh; // = oh sh when this kernel row reaches the pixel
-    if (th < 0) { break; }
-    let oh = div(u32(th), u32(p.sh));
-    if (i32(oh) * p.sh != th || oh >= p.ho) { continue; }
-    for (var j = 0u; j < p.kw; j++) {
-      let tw = i32(x) + p.pl - i32(j) * p.dw;
-      if (tw < 0) { break; }
-      let ow = div(u32(tw), u32(p.sw));
-      if (i32(ow) * p.sw != tw || ow >= p.wo) { continue; }
-      acc += col[col_nc + (i * p.kw + j) * plane + oh * p.wo + ow];
+  var oh = i32((ty - i0) / u32(p.sh));
+  for (var i = i0; i < p.kh && oh >= 0; i += u32(p.sh)) {
+    if (oh < i32(p.ho)) {
+      let col_row = col_nc + i * p.kw * plane + u32(oh) * p.wo;
+      var ow = i32((tx - j0) / u32(p.sw));
+      for (var j = j0; j < p.kw && ow >= 0; j += u32(p.sw)) {
+        if (ow < i32(p.wo)) {
+          acc += col[col_row + j * plane + u32(ow)];
+        }
+        ow--;
+      }
     }
+    oh--;
   }
   dx[p.dx_off + row * p.w + u32(x)] = acc;
 }

@@ -12,9 +12,13 @@
 // A 1x1 convolution with stride 1 and no padding runs as one on a 1 x HW image (engine/ops/conv2d.ts):
 // each step's 4 positions are then 4 neighbouring pixels, loaded as one vec4 when aligned (X_VEC).
 //
+// Split k: a layer with few row and column tiles (a 64 x 64 1x1 conv makes 6 workgroups) would leave
+// most of the adapter idle through its long reduction, so each y slice of the grid sums its own range of
+// 4-position steps into its own copy of dw (engine/ops/conv2d.ts adds the copies up).
+//
 // Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), X_VEC, ACCUMULATE (add
 // into dw: batch chunks after the first).
-// Dispatch: x = row tile, z = column tile + col_tiles * group.
+// Dispatch: x = row tile, y = k slice, z = column tile + col_tiles * group.
 #if ${SUBGROUPS}
 enable subgroups;
 #endif
@@ -40,6 +44,7 @@ struct Params {
   col_tiles: u32,
   x_off: u32, // element offset of the batch chunk's first image in x
   all_quads: u32, // output channel quads of all groups in packed dy
+  slice_steps: u32, // 4-position steps per k slice
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -86,45 +91,53 @@ fn main(
   let quad = g * quads + min(col / 4u, quads - 1u);
   let w4n = (p.wo + 3u) / 4u;
 
+  // This slice's steps: (n Ho + oh) W4 + w4 in [k_first, k_end).
+  let k_first = wg.y * p.slice_steps;
+  let k_end = min(k_first + p.slice_steps, p.n * p.ho * w4n);
   var acc: array<vec4<f32>, TM>;
-  for (var n = 0u; n < p.n; n++) {
-    for (var oh = 0u; oh < p.ho; oh++) {
-      let dy_row = (n * p.ho + oh) * w4n;
-      // Per gathered row: the input row, and whether it is inside.
-      var x_row: array<u32, LOADS>;
-      var row_in: array<bool, LOADS>;
-      for (var q = 0u; q < LOADS; q++) {
-        let ih = i32(oh) * p.sh + di[q];
-        row_in[q] = ih >= 0 && ih < i32(p.h);
-        x_row[q] = x_chan[q] + n * p.c_total * hw + u32(select(0, ih, row_in[q])) * p.w;
+  var k4 = k_first;
+  while (k4 < k_end) {
+    let nh = k4 / w4n;
+    let n = nh / p.ho;
+    let oh = nh - n * p.ho;
+    let w4_first = k4 - nh * w4n;
+    let w4_end = min(w4n, w4_first + (k_end - k4));
+    k4 += w4_end - w4_first;
+    let dy_row = nh * w4n;
+    // Per gathered row: the input row, and whether it is inside.
+    var x_row: array<u32, LOADS>;
+    var row_in: array<bool, LOADS>;
+    for (var q = 0u; q < LOADS; q++) {
+      let ih = i32(oh) * p.sh + di[q];
+      row_in[q] = ih >= 0 && ih < i32(p.h);
+      x_row[q] = x_chan[q] + n * p.c_total * hw + u32(select(0, ih, row_in[q])) * p.w;
+    }
+    for (var w4 = w4_first; w4 < w4_end; w4++) {
+      let ow0 = w4 * 4u;
+      let ow = vec4(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u);
+      let ow_ok = ow < vec4(p.wo);
+      var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position ow0 + t
+      let dy_at = ((dy_row + w4) * p.all_quads + quad) * 4u;
+      for (var t = 0u; t < 4u; t++) {
+        dk[t] = dy[dy_at + t];
       }
-      for (var w4 = 0u; w4 < w4n; w4++) {
-        let ow0 = w4 * 4u;
-        let ow = vec4(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u);
-        let ow_ok = ow < vec4(p.wo);
-        var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position ow0 + t
-        let dy_at = ((dy_row + w4) * p.all_quads + quad) * 4u;
-        for (var t = 0u; t < 4u; t++) {
-          dk[t] = dy[dy_at + t];
-        }
-        let ow_s = vec4<i32>(ow) * p.sw;
-        for (var q = 0u; q < LOADS; q++) {
+      let ow_s = vec4<i32>(ow) * p.sw;
+      for (var q = 0u; q < LOADS; q++) {
 #if ${X_VEC}
-          let mine = select(vec4(0.0), x[(x_row[q] + ow0) / 4u], ow_ok);
+        let mine = select(vec4(0.0), x[(x_row[q] + ow0) / 4u], ow_ok);
 #else
-          let iw = ow_s + dj[q];
-          let ok = ow_ok & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
-          let e = vec4(x_row[q]) + vec4<u32>(select(vec4(0), iw, ok));
-          let mine = select(vec4(0.0), vec4(x[e.x], x[e.y], x[e.z], x[e.w]), ok);
+        let iw = ow_s + dj[q];
+        let ok = ow_ok & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
+        let e = vec4(x_row[q]) + vec4<u32>(select(vec4(0), iw, ok));
+        let mine = select(vec4(0.0), vec4(x[e.x], x[e.y], x[e.z], x[e.w]), ok);
 #endif
-          share(mine, lane);
-          for (var s = 0u; s < SG; s++) {
-            let v = from_lane(mine, s);
-            let r = q * SG + s;
-            acc[r] = fma(vec4(v.x), dk[0], fma(vec4(v.y), dk[1], fma(vec4(v.z), dk[2], fma(vec4(v.w), dk[3], acc[r]))));
-          }
-          shared_done();
+        share(mine, lane);
+        for (var s = 0u; s < SG; s++) {
+          let v = from_lane(mine, s);
+          let r = q * SG + s;
+          acc[r] = fma(vec4(v.x), dk[0], fma(vec4(v.y), dk[1], fma(vec4(v.z), dk[2], fma(vec4(v.w), dk[3], acc[r]))));
         }
+        shared_done();
       }
     }
   }
@@ -135,7 +148,7 @@ fn main(
     for (var jj = 0u; jj < 4u; jj++) {
       let o = col + jj;
       if (o < p.og) {
-        let e = (g * p.og + o) * rows + row;
+        let e = (wg.y * p.o_total + g * p.og + o) * rows + row;
 #if ${ACCUMULATE}
         dw[e] += acc[r][jj];
 #else

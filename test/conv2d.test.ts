@@ -74,6 +74,10 @@ const CASES: Case[] = [
   { name: 'groups 2', x: [2, 8, 6, 6], w: [6, 4, 3, 3], opts: { groups: 2, padding: 1 }, bias: true },
   { name: 'groups 4, 1x1', x: [1, 16, 5, 5], w: [8, 4, 1, 1], opts: { groups: 4 } },
   { name: 'depthwise', x: [1, 6, 7, 7], w: [6, 1, 3, 3], opts: { groups: 6, padding: 1 } },
+  // Few row and column tiles over a long reduction: the weight gradient runs in k slices (17 and 9
+  // here, of uneven length, crossing output rows and images) that are added up afterwards.
+  { name: 'weight gradient in k slices', x: [2, 5, 31, 35], w: [6, 5, 3, 3], opts: { padding: 1 } },
+  { name: 'weight gradient in k slices, 1x1', x: [3, 7, 20, 21], w: [5, 7, 1, 1], opts: {} },
   { name: 'kernel as large as the padded 1x1 input', x: [3, 4, 1, 1], w: [5, 4, 3, 3], opts: { padding: 1 } },
 ];
 

@@ -249,7 +249,7 @@ const isDense = (g: ConvGeometry) =>
  * keeps the implicit GEMM: unfolding its input first measured slower.
  */
 const unfolds = (g: ConvGeometry) =>
-  g.groups === 1 && g.cg < 8 && g.c * g.kh * g.kw * g.ho * g.wo * 4 <= rt().device.limits.maxStorageBufferBindingSize / 2;
+  g.groups === 1 && g.cg < 8 && g.dh === 1 && g.dw === 1 && g.c * g.kh * g.kw * g.ho * g.wo * 4 <= rt().device.limits.maxStorageBufferBindingSize / 2;
 
 /** Shape parameters shared by the kernels, in their Params order after the first few. */
 const sizes = (g: ConvGeometry): ParamValue[] => [g.h, g.w, g.ho, g.wo, g.kh, g.kw];
@@ -316,7 +316,7 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
       const [ry, rz] = tileGrid(count * c * h);
       rt().dispatch({
         kernel: 'conv2d_col2im',
-        params: [count * c * h, c, ...sizes(geo), ...steps(geo), ry, dxs.offset],
+        params: [count * c * h, c, ...sizes(geo), i32(geo.sh), i32(geo.sw), i32(geo.pt), i32(geo.pl), ry, dxs.offset],
         bindings: [{ buffer: col.buffer }, dxs.binding],
         workgroups: [Math.ceil(w / 64), ry, rz],
       });
@@ -354,37 +354,56 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
 
 /** d(loss)/dweight for y = conv2d(x, weight): a reduction over the batch and every output position. */
 export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tensor {
-  const dw = Tensor.empty([geo.o, geo.cg, geo.kh, geo.kw]);
   // A pointwise convolution is the same one on a 1 x HW image: the kernel then walks whole planes
   // 4 pixels at a time (vec4 loads where aligned) instead of rows.
   const g = isPointwise(geo) ? { ...geo, h: 1, w: geo.h * geo.w, ho: 1, wo: geo.ho * geo.wo } : geo;
   const { n, c, h, w, o, ho, wo } = g;
   const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
+  const rowTiles = Math.ceil((g.cg * g.kh * g.kw) / TM);
   const colTiles = Math.ceil(g.og / (4 * SG));
   const quads = Math.ceil(g.og / 4);
   const w4 = Math.ceil(wo / 4);
   const packedPerImage = ho * w4 * g.groups * quads * 16;
-  batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, packedPerImage]).forEach(([first, count], chunk) => {
+  const chunks = batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, packedPerImage]);
+  const slices = kSlices(rowTiles * colTiles * g.groups, chunks[0][1] * ho * w4);
+  const sliceSteps = Math.ceil((chunks[0][1] * ho * w4) / slices);
+  const shape = [geo.o, geo.cg, geo.kh, geo.kw];
+  // One copy of dw per k slice, added up at the end.
+  const partial = Tensor.empty(slices === 1 ? shape : [slices, ...shape]);
+  chunks.forEach(([first, count], chunk) => {
     const xs = window(x, c * h * w, first, count);
     // dy in the weight-gradient kernel's reading order: see kernels/conv2d_pack_dy.wgsl.
     const packed = Tensor.empty([count * packedPerImage]);
     const dys = window(dy, o * ho * wo, first, count);
-    const [ry, rz] = tileGrid(count * ho * w4);
+    const blocks = count * ho * w4 * g.groups * quads;
+    const [gx, gy] = tileGrid(Math.ceil(blocks / 64));
     rt().dispatch({
       kernel: 'conv2d_pack_dy',
-      params: [count * ho * w4, ry, g.og, o, ho, wo, quads, g.groups * quads, dys.offset],
+      spec: { DY_VEC: wo % 4 === 0 && dys.offset % 4 === 0 },
+      params: [blocks, gx, g.og, o, ho, wo, quads, g.groups * quads, dys.offset],
       bindings: [dys.binding, { buffer: packed.buffer }],
-      workgroups: [Math.ceil((g.groups * quads * 4) / 64), ry, rz],
+      workgroups: [gx, gy],
     });
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
       spec: { SG, TM, SUBGROUPS, X_VEC: isPointwise(geo) && (h * w) % 4 === 0 && xs.offset % 4 === 0, ACCUMULATE: chunk > 0 },
-      params: [count, g.cg, g.og, c, o, ...sizes(g), ...steps(g), colTiles, xs.offset, g.groups * quads],
-      bindings: [xs.binding, { buffer: packed.buffer }, { buffer: dw.buffer }],
-      workgroups: [Math.ceil((g.cg * g.kh * g.kw) / TM), 1, colTiles * g.groups],
+      params: [count, g.cg, g.og, c, o, ...sizes(g), ...steps(g), colTiles, xs.offset, g.groups * quads, sliceSteps],
+      bindings: [xs.binding, { buffer: packed.buffer }, { buffer: partial.buffer }],
+      workgroups: [rowTiles, slices, colTiles * g.groups],
     });
     packed.dispose();
   });
+  if (slices === 1) return partial;
+  const dw = sum(partial, 0);
+  partial.dispose();
   return dw;
+}
+
+/**
+ * How many k slices the weight gradient's reduction is cut into: enough for about 64 workgroups where
+ * the layer itself has fewer tiles, each slice keeping at least 32 steps (128 positions).
+ */
+function kSlices(tiles: number, steps: number): number {
+  return Math.max(1, Math.min(Math.ceil(64 / tiles), Math.floor(steps / 32)));
 }
