@@ -176,39 +176,43 @@ test('long reductions (one workgroup per output) match the reference', async () 
   assertClose((await toArr(grads[0])).data, R.sumBackward(x, gy, 1), 1e-6, 'sum of 5000 backward');
 });
 
+// Copies run along the innermost dim 16 elements per invocation: the second shape's rows of 37 take
+// two whole runs and a partial one.
 test('permute, transpose, reshape, concat and slice forward and backward', async () => {
-  const x = asF32(randArr([2, 3, 5, 7], 31));
-  const perm = [2, 0, 3, 1];
-  let gy = asF32(randArr(S.permute(x, perm).shape, 32));
-  let r = await gpuForwardBackward((t) => permute(t, perm), [x], gy);
-  assertClose((await toArr(r.y)).data, S.permute(x, perm), 0, 'permute');
-  assertClose((await toArr(r.grads[0])).data, S.permuteBackward(x, gy, perm), 0, 'permute backward');
+  for (const shape of [[2, 3, 5, 7], [3, 2, 4, 37]]) {
+    const x = asF32(randArr(shape, 31));
+    const perm = [2, 0, 3, 1];
+    let gy = asF32(randArr(S.permute(x, perm).shape, 32));
+    let r = await gpuForwardBackward((t) => permute(t, perm), [x], gy);
+    assertClose((await toArr(r.y)).data, S.permute(x, perm), 0, 'permute');
+    assertClose((await toArr(r.grads[0])).data, S.permuteBackward(x, gy, perm), 0, 'permute backward');
 
-  gy = asF32(randArr(S.transpose(x, 1, 3).shape, 33));
-  r = await gpuForwardBackward((t) => transpose(t, 1, 3), [x], gy);
-  assertClose((await toArr(r.y)).data, S.transpose(x, 1, 3), 0, 'transpose');
-  assertClose((await toArr(r.grads[0])).data, S.transposeBackward(x, gy, 1, 3), 0, 'transpose backward');
+    gy = asF32(randArr(S.transpose(x, 1, 3).shape, 33));
+    r = await gpuForwardBackward((t) => transpose(t, 1, 3), [x], gy);
+    assertClose((await toArr(r.y)).data, S.transpose(x, 1, 3), 0, 'transpose');
+    assertClose((await toArr(r.grads[0])).data, S.transposeBackward(x, gy, 1, 3), 0, 'transpose backward');
 
-  gy = asF32(randArr([6, 35], 34));
-  r = await gpuForwardBackward((t) => mulScalar(reshape(t, [6, -1]), 1), [x], gy);
-  assertClose((await toArr(r.y)).data, S.reshape(x, [6, 35]), 0, 'reshape');
-  assertClose((await toArr(r.grads[0])).data, gy, 0, 'reshape backward');
+    gy = asF32(randArr([6, x.data.length / 6], 34));
+    r = await gpuForwardBackward((t) => mulScalar(reshape(t, [6, -1]), 1), [x], gy);
+    assertClose((await toArr(r.y)).data, S.reshape(x, [6, x.data.length / 6]), 0, 'reshape');
+    assertClose((await toArr(r.grads[0])).data, gy, 0, 'reshape backward');
 
-  for (const axis of [0, 1, 3]) {
-    const parts = [x, asF32(randArr([2, 3, 5, 7], 40 + axis)), asF32(randArr([2, 3, 5, 7], 50 + axis))];
-    const parts2 = parts.map((p, i) => (i === 1 ? S.slice(p, axis, 0, 1) : p));
-    const ref = S.concat(parts2, axis);
-    gy = asF32(randArr(ref.shape, 35));
-    r = await gpuForwardBackward((...ts) => concat(ts, axis), parts2, gy);
-    assertClose((await toArr(r.y)).data, ref, 0, `concat axis ${axis}`);
-    const refGrads = S.concatBackward(parts2, gy, axis);
-    for (let i = 0; i < 3; i++) assertClose((await toArr(r.grads[i])).data, refGrads[i], 0, `concat grad ${i}`);
+    for (const axis of [0, 1, 3]) {
+      const parts = [x, asF32(randArr(shape, 40 + axis)), asF32(randArr(shape, 50 + axis))];
+      const parts2 = parts.map((p, i) => (i === 1 ? S.slice(p, axis, 0, 1) : p));
+      const ref = S.concat(parts2, axis);
+      gy = asF32(randArr(ref.shape, 35));
+      r = await gpuForwardBackward((...ts) => concat(ts, axis), parts2, gy);
+      assertClose((await toArr(r.y)).data, ref, 0, `concat axis ${axis}`);
+      const refGrads = S.concatBackward(parts2, gy, axis);
+      for (let i = 0; i < 3; i++) assertClose((await toArr(r.grads[i])).data, refGrads[i], 0, `concat grad ${i}`);
+    }
+
+    gy = asF32(randArr(S.slice(x, 2, 1, 4).shape, 36));
+    r = await gpuForwardBackward((t) => slice(t, 2, 1, 4), [x], gy);
+    assertClose((await toArr(r.y)).data, S.slice(x, 2, 1, 4), 0, 'slice');
+    assertClose((await toArr(r.grads[0])).data, S.sliceBackward(x, gy, 2, 1, 4), 0, 'slice backward');
   }
-
-  gy = asF32(randArr(S.slice(x, 2, 1, 4).shape, 36));
-  r = await gpuForwardBackward((t) => slice(t, 2, 1, 4), [x], gy);
-  assertClose((await toArr(r.y)).data, S.slice(x, 2, 1, 4), 0, 'slice');
-  assertClose((await toArr(r.grads[0])).data, S.sliceBackward(x, gy, 2, 1, 4), 0, 'slice backward');
 });
 
 test('expand broadcasts by copying and sums its gradient back', async () => {

@@ -12,6 +12,8 @@ registerKernel('strided_copy', stridedCopySource);
 
 const WG = 256;
 const MAX_RANK = 8;
+/** Elements each invocation of strided_copy copies along the innermost dim. */
+const COPY_RUN = 16;
 
 export function contiguousStrides(shape: Shape): number[] {
   const strides = new Array(shape.length);
@@ -33,15 +35,19 @@ export function stridedCopy(
   dstStrides: number[],
   shape: Shape,
 ): void {
-  const n = sizeOf(shape);
-  if (n === 0) return;
+  if (sizeOf(shape) === 0) return;
   if (shape.length > MAX_RANK) throw new ShapeError(`copies support at most ${MAX_RANK} dims, got [${shape}]`);
+  // A scalar is one run of one element.
+  const dims = shape.length ? [...shape] : [1];
+  const runs = Math.ceil(dims[dims.length - 1] / COPY_RUN);
+  const n = (sizeOf(dims) / dims[dims.length - 1]) * runs;
   const pad = (v: number[]) => [...v, ...new Array(MAX_RANK - v.length).fill(0)];
+  const strides = (v: number[]) => pad(shape.length ? v : [1]);
   const { workgroups, row } = grid(n, WG);
   rt().dispatch({
     kernel: 'strided_copy',
-    spec: { WG },
-    params: [n, row, shape.length, srcOffset, dstOffset, 0, 0, 0, ...pad([...shape]), ...pad(srcStrides), ...pad(dstStrides)],
+    spec: { WG, RUN: COPY_RUN },
+    params: [n, row, dims.length, srcOffset, dstOffset, runs, 0, 0, ...pad(dims), ...strides(srcStrides), ...strides(dstStrides)],
     bindings: [{ buffer: src.buffer }, { buffer: dst.buffer }],
     workgroups,
   });
