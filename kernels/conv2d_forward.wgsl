@@ -1,4 +1,5 @@
-// conv2d forward as an implicit GEMM (no im2col buffer), NCHW input, weight packed by conv2d_pack.wgsl.
+// conv2d forward as an implicit GEMM (no im2col buffer); x packed in channel quads by
+// conv2d_pack_x.wgsl, weight packed by conv2d_pack.wgsl.
 //
 //   y[n, g Og + o, oh, ow] = bias[g Og + o]
 //       + sum_{i, j, c} x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw] * w[g Og + o, c, i, j]
@@ -6,9 +7,10 @@
 // GEMM view: rows = output positions (n, oh, ow) of the batch, columns = output channels of group g,
 // k = (i, j, c). The structure is kernels/matmul_subgroup.wgsl's (read its header for why): one
 // subgroup per workgroup, each lane owns TM rows x 4 columns; per step of 4 input channels at one
-// kernel position the row operand (input pixels, the same for every lane) is gathered once per
-// subgroup and shuffled round, and each lane loads its own 4x4 weight block (4 output x 4 input
-// channels), the next 64 bytes of the packed weight. Pixels in the padding read as 0.
+// kernel position the row operand (input pixels, the same for every lane: one vec4 of packed x per
+// row) is gathered once per subgroup and shuffled round, and each lane loads its own 4x4 weight block
+// (4 output x 4 input channels), the next 64 bytes of the packed weight. Pixels in the padding read
+// as 0, and so do the channels that pad Cg to whole quads.
 //
 // Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), BIAS, RELU.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
@@ -20,7 +22,7 @@ struct Params {
   rows: u32, // N Ho Wo of this batch chunk
   og: u32, // output channels per group
   cg: u32, // input channels per group
-  c_total: u32,
+  groups: u32,
   o_total: u32,
   h: u32,
   w: u32,
@@ -36,12 +38,11 @@ struct Params {
   pl: i32,
   tiles_x: u32, // row tiles along workgroup x
   col_tiles: u32,
-  x_off: u32, // element offsets of this batch chunk's first image in x and y
-  y_off: u32,
+  y_off: u32, // element offset of this batch chunk's first image in y
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // packed by conv2d_pack_x.wgsl
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 #if ${BIAS}
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -79,7 +80,7 @@ fn main(
     let r = min(row0 + q * SG + lane, p.rows - 1u);
     let n = r / (p.ho * p.wo);
     let pos = r % (p.ho * p.wo);
-    x_img[q] = p.x_off + (n * p.c_total + g * p.cg) * hw;
+    x_img[q] = (n * p.groups + g) * quads * hw;
     ih0[q] = i32(pos / p.wo) * p.sh - p.pt;
     iw0[q] = i32(pos % p.wo) * p.sw - p.pl;
   }
@@ -87,7 +88,7 @@ fn main(
   var acc: array<vec4<f32>, TM>;
   for (var i = 0u; i < p.kh; i++) {
     for (var j = 0u; j < p.kw; j++) {
-      // Per gathered row: the pixel's offset in channel 0 of the group, and whether it is inside.
+      // Per gathered row: the pixel's offset in the group's first quad plane, and whether it is inside.
       var x_at: array<u32, LOADS>;
       var inside: array<bool, LOADS>;
       for (var q = 0u; q < LOADS; q++) {
@@ -98,16 +99,13 @@ fn main(
       }
       let w_ij = w_lane + (i * p.kw + j) * quads * SG * 4u;
       for (var c0 = 0u; c0 < p.cg; c0 += 4u) {
-        let c_ok = vec4(c0, c0 + 1u, c0 + 2u, c0 + 3u) < vec4(p.cg);
         var wk: array<vec4<f32>, 4>; // wk[t] = input channel c0 + t for the lane's 4 output channels
         let w_at = w_ij + c0 * SG; // (c0 / 4) steps of SG x 4 vec4
         for (var t = 0u; t < 4u; t++) {
           wk[t] = w[w_at + t];
         }
         for (var q = 0u; q < LOADS; q++) {
-          let e = x_at[q] + c0 * hw;
-          let ok = c_ok & vec4(inside[q]);
-          let mine = select(vec4(0.0), vec4(x[e], x[e + hw], x[e + 2u * hw], x[e + 3u * hw]), ok);
+          let mine = select(vec4(0.0), x[x_at[q] + (c0 / 4u) * hw], inside[q]);
           share(mine, lane);
           for (var s = 0u; s < SG; s++) {
             let v = from_lane(mine, s);

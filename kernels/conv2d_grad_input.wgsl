@@ -10,8 +10,10 @@
 //
 // GEMM view: rows = input pixels of the phase (n, hq, wq), columns = input channels of group g, k =
 // (i, j, o). Same structure as kernels/conv2d_forward.wgsl: the row operand (dy, the same for every
-// lane) is gathered once per subgroup and shuffled round; each lane loads 4 output channels x its 4
-// input channels of the weight, the next 64 bytes of the weight packed by conv2d_pack.wgsl.
+// lane; one vec4 of 4 output channels per row, dy being packed in channel quads by
+// conv2d_pack_x.wgsl) is gathered once per subgroup and shuffled round; each lane loads 4 output
+// channels x its 4 input channels of the weight, the next 64 bytes of the weight packed by
+// conv2d_pack.wgsl.
 //
 // Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory).
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
@@ -24,7 +26,7 @@ struct Params {
   cg: u32,
   og: u32,
   c_total: u32,
-  o_total: u32,
+  groups: u32,
   h: u32,
   w: u32,
   ho: u32,
@@ -43,12 +45,11 @@ struct Params {
   wp: u32,
   tiles_x: u32,
   col_tiles: u32,
-  dy_off: u32, // element offsets of the batch chunk's first image
-  dx_off: u32,
+  dx_off: u32, // element offset of the batch chunk's first image in dx
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>; // packed by conv2d_pack_x.wgsl
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
@@ -87,7 +88,7 @@ fn main(
     let r = min(row0 + q * SG + lane, p.rows - 1u);
     let n = r / (p.hp * p.wp);
     let pos = r % (p.hp * p.wp);
-    dy_img[q] = p.dy_off + (n * p.o_total + g * p.og) * plane;
+    dy_img[q] = (n * p.groups + g) * quads * plane;
     hq[q] = i32(pos / p.wp);
     wq[q] = i32(pos % p.wp);
   }
@@ -127,16 +128,13 @@ fn main(
       }
       let w_ij = w_lane + (i * p.kw + j) * quads * SG * 4u;
       for (var o0 = 0u; o0 < p.og; o0 += 4u) {
-        let o_ok = vec4(o0, o0 + 1u, o0 + 2u, o0 + 3u) < vec4(p.og);
         var wk: array<vec4<f32>, 4>; // wk[t] = output channel o0 + t, the lane's 4 input channels
         let w_at = w_ij + o0 * SG; // (o0 / 4) steps of SG x 4 vec4
         for (var t = 0u; t < 4u; t++) {
           wk[t] = w[w_at + t];
         }
         for (var q = 0u; q < LOADS; q++) {
-          let e = dy_at[q] + o0 * plane;
-          let ok = o_ok & vec4(inside[q]);
-          let mine = select(vec4(0.0), vec4(dy[e], dy[e + plane], dy[e + 2u * plane], dy[e + 3u * plane]), ok);
+          let mine = select(vec4(0.0), dy[dy_at[q] + (o0 / 4u) * plane], inside[q]);
           share(mine, lane);
           for (var s = 0u; s < SG; s++) {
             let v = from_lane(mine, s);

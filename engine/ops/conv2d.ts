@@ -8,6 +8,7 @@ import gradInputSource from '../../kernels/conv2d_grad_input.wgsl';
 import gradWeightSource from '../../kernels/conv2d_grad_weight.wgsl';
 import packSource from '../../kernels/conv2d_pack.wgsl';
 import packDySource from '../../kernels/conv2d_pack_dy.wgsl';
+import packXSource from '../../kernels/conv2d_pack_x.wgsl';
 import col2imSource from '../../kernels/conv2d_col2im.wgsl';
 import lanesSource from '../../kernels/conv2d_lanes.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
@@ -26,6 +27,7 @@ registerKernel('conv2d_grad_input', withLanes(gradInputSource));
 registerKernel('conv2d_grad_weight', withLanes(gradWeightSource));
 registerKernel('conv2d_pack', packSource);
 registerKernel('conv2d_pack_dy', packDySource);
+registerKernel('conv2d_pack_x', packXSource);
 registerKernel('conv2d_col2im', col2imSource);
 
 type Pair = number | [number, number];
@@ -194,6 +196,29 @@ function packWeight(weight: Tensor, geo: ConvGeometry, sg: number, forInput: boo
   return packed;
 }
 
+/**
+ * Images [first, first + count) of an NCHW tensor t (`channels` in `groups`, `hw` pixels each) in
+ * channel quads: see kernels/conv2d_pack_x.wgsl.
+ */
+function packChannels(t: Tensor, channels: number, groups: number, hw: number, first: number, count: number): Tensor {
+  const cg = channels / groups;
+  const cq = Math.ceil(cg / 4);
+  const planes = count * groups * cq;
+  const packed = Tensor.empty([planes * hw * 4]);
+  const ts = window(t, channels * hw, first, count);
+  const [py, pz] = tileGrid(planes);
+  rt().dispatch({
+    kernel: 'conv2d_pack_x',
+    params: [hw, planes, py, cg, cq, groups, channels, ts.offset],
+    bindings: [ts.binding, { buffer: packed.buffer }],
+    workgroups: [Math.ceil(hw / 64), py, pz],
+  });
+  return packed;
+}
+
+/** Elements per image of an NCHW tensor packed by packChannels(). */
+const packedPerImage = (channels: number, groups: number, hw: number) => groups * Math.ceil(channels / groups / 4) * 4 * hw;
+
 /** Splits `tiles` workgroups over two grid dimensions (at most maxComputeWorkgroupsPerDimension each). */
 function tileGrid(tiles: number): [number, number] {
   const max = rt().device.limits.maxComputeWorkgroupsPerDimension;
@@ -270,7 +295,7 @@ const steps = (g: ConvGeometry): ParamValue[] => [i32(g.sh), i32(g.sw), i32(g.dh
 function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: ConvGeometry, relu: boolean): Tensor {
   const { n, c, h, w, o, ho, wo } = geo;
   const y = Tensor.empty([n, o, ho, wo]);
-  const chunks = batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo]);
+  const chunks = batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo, packedPerImage(c, geo.groups, h * w)]);
   if (isPointwise(geo) && !bias && !relu && chunks.length === 1) {
     // y[n] (O x HW) = W (O x C) . x[n] (C x HW)
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: x.buffer }, c: { buffer: y.buffer }, m: o, n: h * w, k: c, batch: n, transA: false, transB: false, aBatch: 0, bBatch: c * h * w });
@@ -286,17 +311,18 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
   const wt = packWeight(weight, geo, SG, false);
   const colTiles = Math.ceil(geo.og / (4 * SG));
   for (const [first, count] of chunks) {
-    const xs = window(x, c * h * w, first, count);
+    const xs = packChannels(x, c, geo.groups, h * w, first, count);
     const ys = window(y, o * ho * wo, first, count);
     const rows = count * ho * wo;
     const [tx, ty] = tileGrid(Math.ceil(rows / TM));
     rt().dispatch({
       kernel: 'conv2d_forward',
       spec: { SG, TM, SUBGROUPS, BIAS: bias !== null, RELU: relu },
-      params: [rows, geo.og, geo.cg, c, o, ...sizes(geo), ...steps(geo), tx, colTiles, xs.offset, ys.offset],
-      bindings: [xs.binding, { buffer: wt.buffer }, ...(bias ? [{ buffer: bias.buffer }] : []), ys.binding],
+      params: [rows, geo.og, geo.cg, geo.groups, o, ...sizes(geo), ...steps(geo), tx, colTiles, ys.offset],
+      bindings: [{ buffer: xs.buffer }, { buffer: wt.buffer }, ...(bias ? [{ buffer: bias.buffer }] : []), ys.binding],
       workgroups: [tx, ty, colTiles * geo.groups],
     });
+    xs.dispose();
   }
   wt.dispose();
   return y;
@@ -340,8 +366,8 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
   const TM = rowsPerLane(SG);
   const wt = packWeight(weight, geo, SG, true);
   const colTiles = Math.ceil(geo.cg / (4 * SG));
-  for (const [first, count] of chunks) {
-    const dys = window(dy, o * ho * wo, first, count);
+  for (const [first, count] of batchChunks('conv2d_grad_input', n, [c * h * w, o * ho * wo, packedPerImage(o, geo.groups, ho * wo)])) {
+    const dys = packChannels(dy, o, geo.groups, ho * wo, first, count);
     const dxs = window(dx, c * h * w, first, count);
     // One dispatch per stride phase (h mod sh, w mod sw): see the kernel's header.
     for (let ph = 0; ph < Math.min(geo.sh, h); ph++) {
@@ -353,12 +379,13 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
         rt().dispatch({
           kernel: 'conv2d_grad_input',
           spec: { SG, TM, SUBGROUPS },
-          params: [rows, geo.cg, geo.og, c, o, ...sizes(geo), ...steps(geo), ph, pw, hp, wp, tx, colTiles, dys.offset, dxs.offset],
-          bindings: [dys.binding, { buffer: wt.buffer }, dxs.binding],
+          params: [rows, geo.cg, geo.og, c, geo.groups, ...sizes(geo), ...steps(geo), ph, pw, hp, wp, tx, colTiles, dxs.offset],
+          bindings: [{ buffer: dys.buffer }, { buffer: wt.buffer }, dxs.binding],
           workgroups: [tx, ty, colTiles * geo.groups],
         });
       }
     }
+    dys.dispose();
   }
   wt.dispose();
   return dx;
