@@ -5,12 +5,18 @@
 // GEMM view: rows = (c, i, j) of group g (dw's own layout, so a 3-channel stem fills its tiles as well
 // as a 512-channel layer), columns = output channels o of group g, k = every output position of the
 // batch (a long reduction), walked as image, output row, 4 output columns at a time. Same structure as
-// kernels/conv2d_forward.wgsl: the row operand (input pixels, the same for every lane) is gathered once
-// per subgroup and shuffled round; each lane reads its 4 output channels x 4 positions of dy as the
-// next 64-byte block of dy packed by conv2d_pack_dy.wgsl.
+// kernels/conv2d_forward.wgsl: the row operand (x at 4 positions: one vec4, the same for every lane)
+// is loaded once per subgroup and shuffled round; each lane reads its 4 output channels x 4 positions
+// of dy as the next 64-byte block of dy packed by conv2d_pack_dy.wgsl.
 //
-// A 1x1 convolution with stride 1 and no padding runs as one on a 1 x HW image (engine/ops/conv2d.ts):
-// each step's 4 positions are then 4 neighbouring pixels, loaded as one vec4 when aligned (X_VEC).
+// x is read as vec4s along output columns, from one of two layouts (X_VEC):
+//   - packed by conv2d_pack_x_cols.wgsl: per kernel column j, input row ih, the pixels under 4
+//     consecutive output columns (stride, dilation and horizontal padding already applied);
+//   - x itself, for a 1x1 convolution with stride 1 and no padding on planes of a multiple of 4
+//     pixels, run as one on a 1 x HW image (engine/ops/conv2d.ts): 4 neighbouring pixels.
+// Either way a row of x is `x_base + j * x_sj + n * x_sn + c * x_sc + ih * x_sh` vec4s from the start.
+// Where one image's packed copy would not fit a storage binding, x is read in place (X_VEC false)
+// and each step gathers its 4 pixels one by one, testing each against the image's edges.
 //
 // Split k: a layer with few row and column tiles (a 64 x 64 1x1 conv makes 6 workgroups) would leave
 // most of the adapter idle through its long reduction, so each y slice of the grid sums its own range of
@@ -27,24 +33,27 @@ struct Params {
   n: u32, // images in this batch chunk
   cg: u32,
   og: u32,
-  c_total: u32,
   o_total: u32,
   h: u32,
-  w: u32,
   ho: u32,
   wo: u32,
   kh: u32,
   kw: u32,
   sh: i32,
-  sw: i32,
   dh: i32,
-  dw: i32,
   pt: i32,
-  pl: i32,
   col_tiles: u32,
-  x_off: u32, // element offset of the batch chunk's first image in x
   all_quads: u32, // output channel quads of all groups in packed dy
   slice_steps: u32, // 4-position steps per k slice
+  x_base: u32, // x's layout in vec4s: see the header
+  x_sj: u32,
+  x_sn: u32,
+  x_sc: u32,
+  x_sh: u32,
+  w: u32, // for reading x in place (X_VEC false): x_* are then in elements
+  sw: i32,
+  dw: i32,
+  pl: i32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -73,18 +82,18 @@ fn main(
   let row0 = wg.x * TM; // row = (c, i, j) of the group, as laid out in dw
   let g = wg.z / p.col_tiles;
   let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
-  let hw = p.h * p.w;
 
-  // For each row this lane gathers: its channel's x offset (image 0) and the kernel offset (i dh - pt, j dw - pl).
+  // For each row this lane gathers: its x row for image 0 at input row 0, and its kernel row offset
+  // (and column offset, reading x in place).
   var x_chan: array<u32, LOADS>;
   var di: array<i32, LOADS>;
-  var dj: array<vec4<i32>, LOADS>;
+  var dj: array<i32, LOADS>;
   for (var q = 0u; q < LOADS; q++) {
     let r = min(row0 + q * SG + lane, rows - 1u);
     let c = r / khw;
-    x_chan[q] = p.x_off + (g * p.cg + c) * hw;
+    x_chan[q] = p.x_base + (r % p.kw) * p.x_sj + (g * p.cg + c) * p.x_sc;
     di[q] = i32((r / p.kw) % p.kh) * p.dh - p.pt;
-    dj[q] = vec4(i32(r % p.kw) * p.dw - p.pl);
+    dj[q] = i32(r % p.kw) * p.dw - p.pl;
   }
   // This lane's quad of output channels in packed dy (lanes past the group's edge: garbage, never stored).
   let quads = (p.og + 3u) / 4u;
@@ -110,24 +119,22 @@ fn main(
     for (var q = 0u; q < LOADS; q++) {
       let ih = i32(oh) * p.sh + di[q];
       row_in[q] = ih >= 0 && ih < i32(p.h);
-      x_row[q] = x_chan[q] + n * p.c_total * hw + u32(select(0, ih, row_in[q])) * p.w;
+      x_row[q] = x_chan[q] + n * p.x_sn + u32(select(0, ih, row_in[q])) * p.x_sh;
     }
     for (var w4 = w4_first; w4 < w4_end; w4++) {
-      let ow0 = w4 * 4u;
-      let ow = vec4(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u);
-      let ow_ok = ow < vec4(p.wo);
-      var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at position ow0 + t
+      var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at output column 4 w4 + t
       let dy_at = ((dy_row + w4) * p.all_quads + quad) * 4u;
       for (var t = 0u; t < 4u; t++) {
         dk[t] = dy[dy_at + t];
       }
-      let ow_s = vec4<i32>(ow) * p.sw;
       for (var q = 0u; q < LOADS; q++) {
 #if ${X_VEC}
-        let mine = select(vec4(0.0), x[(x_row[q] + ow0) / 4u], ow_ok);
+        // Past Wo, packed x and packed dy both hold zeros.
+        let mine = select(vec4(0.0), x[x_row[q] + w4], row_in[q]);
 #else
-        let iw = ow_s + dj[q];
-        let ok = ow_ok & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
+        let ow = vec4(w4 * 4u) + vec4(0u, 1u, 2u, 3u);
+        let iw = vec4<i32>(ow) * p.sw + vec4(dj[q]);
+        let ok = (ow < vec4(p.wo)) & (iw >= vec4(0)) & (iw < vec4(i32(p.w))) & vec4(row_in[q]);
         let e = vec4(x_row[q]) + vec4<u32>(select(vec4(0), iw, ok));
         let mine = select(vec4(0.0), vec4(x[e.x], x[e.y], x[e.z], x[e.w]), ok);
 #endif

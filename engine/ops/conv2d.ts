@@ -9,6 +9,7 @@ import gradWeightSource from '../../kernels/conv2d_grad_weight.wgsl';
 import packSource from '../../kernels/conv2d_pack.wgsl';
 import packDySource from '../../kernels/conv2d_pack_dy.wgsl';
 import packXSource from '../../kernels/conv2d_pack_x.wgsl';
+import packXColsSource from '../../kernels/conv2d_pack_x_cols.wgsl';
 import col2imSource from '../../kernels/conv2d_col2im.wgsl';
 import lanesSource from '../../kernels/conv2d_lanes.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
@@ -28,6 +29,7 @@ registerKernel('conv2d_grad_weight', withLanes(gradWeightSource));
 registerKernel('conv2d_pack', packSource);
 registerKernel('conv2d_pack_dy', packDySource);
 registerKernel('conv2d_pack_x', packXSource);
+registerKernel('conv2d_pack_x_cols', packXColsSource);
 registerKernel('conv2d_col2im', col2imSource);
 
 type Pair = number | [number, number];
@@ -233,7 +235,7 @@ function tileGrid(tiles: number): [number, number] {
  */
 function batchChunks(kernel: string, n: number, perImageElements: number[]): [number, number][] {
   const limits = rt().device.limits;
-  const room = limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
+  const room = bindingRoom();
   const perImage = Math.max(...perImageElements) * 4;
   const count = Math.floor(room / perImage);
   if (count < 1) {
@@ -248,6 +250,12 @@ function batchChunks(kernel: string, n: number, perImageElements: number[]): [nu
   return out;
 }
 
+/** Bytes a binding window can hold wherever it starts. */
+function bindingRoom(): number {
+  const limits = rt().device.limits;
+  return limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
+}
+
 /** A binding window over images [first, first + count) of t, and the element offset of `first` in it. */
 function window(t: Tensor, perImage: number, first: number, count: number): { binding: Binding; offset: number } {
   const align = rt().device.limits.minStorageBufferOffsetAlignment;
@@ -260,15 +268,9 @@ function window(t: Tensor, perImage: number, first: number, count: number): { bi
 const isPointwise = (g: ConvGeometry) =>
   g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.pt + g.pb + g.pl + g.pr === 0 && g.groups === 1;
 
-/**
- * A 1x1 kernel with a stride and no padding (ResNet's downsample) reads every sh-th row and sw-th
- * column of x only. For its weight gradient that subsample is copied out first (a quarter of x):
- * the kernel then streams whole planes with vec4 loads instead of gathering every other pixel
- * (layer 4's downsample: 36 -> 30 ms). Its forward and input gradient measured no faster that way.
- * The input must fit one binding for the copy.
- */
+/** A 1x1 kernel with a stride and no padding, on an input that fits one binding (for the subsample copy). */
 const isStridedPointwise = (g: ConvGeometry) =>
-  g.kh === 1 && g.kw === 1 && (g.sh > 1 || g.sw > 1) && g.pt + g.pb + g.pl + g.pr === 0 && g.groups === 1 &&
+  g.kh === 1 && g.kw === 1 && (g.sh > 1 || g.sw > 1) && g.pt + g.pb + g.pl + g.pr === 0 &&
   g.n * g.c * g.h * g.w * 4 <= rt().device.limits.maxStorageBufferBindingSize;
 
 /**
@@ -394,15 +396,22 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
 /** d(loss)/dweight for y = conv2d(x, weight): a reduction over the batch and every output position. */
 export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tensor {
   if (isStridedPointwise(geo)) {
+    // A 1x1 kernel with a stride (ResNet's downsample) reads every sh-th row and sw-th column only:
+    // copy that subsample out (a quarter of x) and take the pointwise convolution's gradient.
     const xs = Tensor.empty([geo.n, geo.c, geo.ho, geo.wo]);
     stridedCopy(x, 0, [geo.c * geo.h * geo.w, geo.h * geo.w, geo.sh * geo.w, geo.sw], xs, 0, contiguousStrides(xs.shape), xs.shape);
     const dw = conv2dGradWeight(xs, dy, { ...geo, h: geo.ho, w: geo.wo, sh: 1, sw: 1 });
     xs.dispose();
     return dw;
   }
-  // A pointwise convolution is the same one on a 1 x HW image: the kernel then walks whole planes
-  // 4 pixels at a time (vec4 loads where aligned) instead of rows.
-  const g = isPointwise(geo) ? { ...geo, h: 1, w: geo.h * geo.w, ho: 1, wo: geo.ho * geo.wo } : geo;
+  // A pointwise convolution runs as the same one on a 1 x HW image: rows of 4k pixels, x read where
+  // it is (4 neighbouring pixels per vec4) when HW is a multiple of 4. Any other reads x packed per
+  // kernel column (kernels/conv2d_pack_x_cols.wgsl), or, where one image's packed copy would not
+  // fit a binding, gathers from x in place.
+  const pointwise = isPointwise(geo);
+  const g = pointwise ? { ...geo, h: 1, w: geo.h * geo.w, ho: 1, wo: geo.ho * geo.wo } : geo;
+  const direct = pointwise && g.w % 4 === 0;
+  const packsX = !direct && g.kw * g.c * g.h * Math.ceil(g.wo / 4) * 16 <= bindingRoom();
   const { n, c, h, w, o, ho, wo } = g;
   const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
@@ -410,17 +419,31 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
   const colTiles = Math.ceil(g.og / (4 * SG));
   const quads = Math.ceil(g.og / 4);
   const w4 = Math.ceil(wo / 4);
-  const packedPerImage = ho * w4 * g.groups * quads * 16;
-  const chunks = batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, packedPerImage]);
+  const dyPerImage = ho * w4 * g.groups * quads * 16;
+  const xPerImage = packsX ? g.kw * c * h * w4 * 4 : 0;
+  const chunks = batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, dyPerImage, xPerImage]);
   const slices = kSlices(rowTiles * colTiles * g.groups, chunks[0][1] * ho * w4);
   const sliceSteps = Math.ceil((chunks[0][1] * ho * w4) / slices);
   const shape = [geo.o, geo.cg, geo.kh, geo.kw];
   // One copy of dw per k slice, added up at the end.
   const partial = Tensor.empty(slices === 1 ? shape : [slices, ...shape]);
   chunks.forEach(([first, count], chunk) => {
-    const xs = window(x, c * h * w, first, count);
+    // x's layout in vec4s for the kernel: base, then strides of kernel column, image, channel, row.
+    let xs: Binding;
+    let layout: number[];
+    let xPacked: Tensor | null = null;
+    if (packsX) {
+      xPacked = packColumns(x, g, first, count);
+      xs = { buffer: xPacked.buffer };
+      layout = [0, count * c * h * w4, c * h * w4, h * w4, w4];
+    } else {
+      const win = window(x, c * h * w, first, count);
+      xs = win.binding;
+      // In vec4s when direct (offset % 4 == 0: images hold 4k values), else in elements.
+      layout = direct ? [win.offset / 4, 0, (c * h * w) / 4, (h * w) / 4, 0] : [win.offset, 0, c * h * w, h * w, w];
+    }
     // dy in the weight-gradient kernel's reading order: see kernels/conv2d_pack_dy.wgsl.
-    const packed = Tensor.empty([count * packedPerImage]);
+    const packed = Tensor.empty([count * dyPerImage]);
     const dys = window(dy, o * ho * wo, first, count);
     const blocks = count * ho * w4 * g.groups * quads;
     const [gx, gy] = tileGrid(Math.ceil(blocks / 64));
@@ -433,17 +456,34 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
     });
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
-      spec: { SG, TM, SUBGROUPS, X_VEC: isPointwise(geo) && (h * w) % 4 === 0 && xs.offset % 4 === 0, ACCUMULATE: chunk > 0 },
-      params: [count, g.cg, g.og, c, o, ...sizes(g), ...steps(g), colTiles, xs.offset, g.groups * quads, sliceSteps],
-      bindings: [xs.binding, { buffer: packed.buffer }, { buffer: partial.buffer }],
+      spec: { SG, TM, SUBGROUPS, X_VEC: direct || packsX, ACCUMULATE: chunk > 0 },
+      params: [count, g.cg, g.og, o, h, ho, wo, g.kh, g.kw, i32(g.sh), i32(g.dh), i32(g.pt), colTiles, g.groups * quads, sliceSteps, ...layout, w, i32(g.sw), i32(g.dw), i32(g.pl)],
+      bindings: [xs, { buffer: packed.buffer }, { buffer: partial.buffer }],
       workgroups: [rowTiles, slices, colTiles * g.groups],
     });
     packed.dispose();
+    xPacked?.dispose();
   });
   if (slices === 1) return partial;
   const dw = sum(partial, 0);
   partial.dispose();
   return dw;
+}
+
+/** Images [first, first + count) of x as kernels/conv2d_pack_x_cols.wgsl lays them out. */
+function packColumns(x: Tensor, g: ConvGeometry, first: number, count: number): Tensor {
+  const { c, h, w, kw, wo } = g;
+  const rows = kw * count * c * h;
+  const packed = Tensor.empty([rows * Math.ceil(wo / 4) * 4]);
+  const xs = window(x, c * h * w, first, count);
+  const [gx, gy] = tileGrid(Math.ceil(rows / 64));
+  rt().dispatch({
+    kernel: 'conv2d_pack_x_cols',
+    params: [rows, gx, count, c, h, w, wo, i32(g.sw), i32(g.dw), i32(g.pl), xs.offset],
+    bindings: [xs.binding, { buffer: packed.buffer }],
+    workgroups: [gx, gy],
+  });
+  return packed;
 }
 
 /**
