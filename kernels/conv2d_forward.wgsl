@@ -1,5 +1,6 @@
 // conv2d forward as an implicit GEMM (no im2col buffer); x packed in channel quads by
-// conv2d_pack_x.wgsl, weight packed by conv2d_pack.wgsl.
+// conv2d_pack_x.wgsl (or, for few-channel stems, in row runs by conv2d_pack_x_runs.wgsl), weight
+// packed by conv2d_pack.wgsl.
 //
 //   y[n, g Og + o, oh, ow] = bias[g Og + o]
 //       + sum_{i, j, c} x[n, g Cg + c, oh sh - pt + i dh, ow sw - pl + j dw] * w[g Og + o, c, i, j]
@@ -11,6 +12,10 @@
 // row) is gathered once per subgroup and shuffled round, and each lane loads its own 4x4 weight block
 // (4 output x 4 input channels), the next 64 bytes of the packed weight. Pixels in the padding read
 // as 0, and so do the channels that pad Cg to whole quads.
+//
+// Where packed x sits is in the parameters (in vec4s): x_image per (image, group), x_row and x_col per
+// input row and column, x_quad per step of 4 along k. Row runs (engine/ops/conv2d.ts) present a
+// few-channel stem as a convolution with kernel width 1 over "channels" (j, c) of a padded image.
 //
 // Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), BIAS, RELU.
 // Dispatch: x, y = row tile (2-D past 65535 tiles), z = column tile + col_tiles * group.
@@ -39,6 +44,10 @@ struct Params {
   tiles_x: u32, // row tiles along workgroup x
   col_tiles: u32,
   y_off: u32, // element offset of this batch chunk's first image in y
+  x_image: u32, // packed x's layout, see the header
+  x_row: u32,
+  x_col: u32,
+  x_quad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -67,7 +76,6 @@ fn main(
   if (row0 >= p.rows) { return; }
   let g = wg.z / p.col_tiles;
   let col = (wg.z % p.col_tiles) * SG * 4u + lane * 4u; // output channel within the group
-  let hw = p.h * p.w;
   let quads = (p.cg + 3u) / 4u;
   // This lane's weights for k step 0; each step is SG x 4 vec4 further.
   let w_lane = wg.z * p.kh * p.kw * quads * SG * 4u + lane * 4u;
@@ -80,7 +88,7 @@ fn main(
     let r = min(row0 + q * SG + lane, p.rows - 1u);
     let n = r / (p.ho * p.wo);
     let pos = r % (p.ho * p.wo);
-    x_img[q] = (n * p.groups + g) * quads * hw;
+    x_img[q] = (n * p.groups + g) * p.x_image;
     ih0[q] = i32(pos / p.wo) * p.sh - p.pt;
     iw0[q] = i32(pos % p.wo) * p.sw - p.pl;
   }
@@ -95,7 +103,7 @@ fn main(
         let ih = ih0[q] + i32(i) * p.dh;
         let iw = iw0[q] + i32(j) * p.dw;
         inside[q] = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-        x_at[q] = x_img[q] + u32(select(0, ih * i32(p.w) + iw, inside[q]));
+        x_at[q] = x_img[q] + u32(select(0, ih * i32(p.x_row) + iw * i32(p.x_col), inside[q]));
       }
       let w_ij = w_lane + (i * p.kw + j) * quads * SG * 4u;
       for (var c0 = 0u; c0 < p.cg; c0 += 4u) {
@@ -105,7 +113,7 @@ fn main(
           wk[t] = w[w_at + t];
         }
         for (var q = 0u; q < LOADS; q++) {
-          let mine = select(vec4(0.0), x[x_at[q] + (c0 / 4u) * hw], inside[q]);
+          let mine = select(vec4(0.0), x[x_at[q] + (c0 / 4u) * p.x_quad], inside[q]);
           share(mine, lane);
           for (var s = 0u; s < SG; s++) {
             let v = from_lane(mine, s);

@@ -9,6 +9,8 @@
 //               at input channel c + t;   C4 = ceil(Cg / 4)
 //   grad input: block (g, tile, ks = (i kW + j) O4 + o / 4), lane, t -> output channel o + t at 4 input
 //               channels tile 4 SG + 4 lane + (0..3);   O4 = ceil(Og / 4)
+//   row runs (RUNS, forward of a few-channel stem, see conv2d_pack_x_runs.wgsl): ks = i R4 + r / 4, the
+//               reduction index r = j C + c over a kernel row's taps, 0 past kW C;   R4 = ceil(kW C / 4)
 // One workgroup per block (4 SG vec4s), one invocation per vec4. Block indices are split with f32
 // division (exact below 2^23): lavapipe runs integer division lane by lane.
 
@@ -20,7 +22,8 @@ struct Params {
   khw: u32,
   col_tiles: u32,
   steps: u32, // k steps per column tile
-  quads: u32, // C4 (forward) or O4 (grad input)
+  quads: u32, // C4 (forward), O4 (grad input) or R4 (row runs)
+  kw: u32, // row runs only
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -57,9 +60,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let o = col + jj;
     let c = k;
 #endif
+#if ${RUNS}
+    // ij is the kernel row i; k runs over its taps (j, c).
+    let j = k / p.cg;
+    if (o < p.og && j < p.kw) {
+      out[jj] = w[((g * p.og + o) * p.cg + k - j * p.cg) * p.khw + ij * p.kw + j];
+    }
+#else
     if (o < p.og && c < p.cg) {
       out[jj] = w[((g * p.og + o) * p.cg + c) * p.khw + ij];
     }
+#endif
   }
   packed[block * 4u * SG + lid] = out;
 }

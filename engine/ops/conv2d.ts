@@ -10,6 +10,7 @@ import packSource from '../../kernels/conv2d_pack.wgsl';
 import packDySource from '../../kernels/conv2d_pack_dy.wgsl';
 import packXSource from '../../kernels/conv2d_pack_x.wgsl';
 import packXColsSource from '../../kernels/conv2d_pack_x_cols.wgsl';
+import packXRunsSource from '../../kernels/conv2d_pack_x_runs.wgsl';
 import col2imSource from '../../kernels/conv2d_col2im.wgsl';
 import lanesSource from '../../kernels/conv2d_lanes.wgsl';
 import { KernelError, ShapeError } from '../errors.ts';
@@ -30,6 +31,7 @@ registerKernel('conv2d_pack', packSource);
 registerKernel('conv2d_pack_dy', packDySource);
 registerKernel('conv2d_pack_x', packXSource);
 registerKernel('conv2d_pack_x_cols', packXColsSource);
+registerKernel('conv2d_pack_x_runs', packXRunsSource);
 registerKernel('conv2d_col2im', col2imSource);
 
 type Pair = number | [number, number];
@@ -180,18 +182,18 @@ const rowsPerLane = (sg: number) => (sg <= 8 ? 24 : sg);
  * The weight in the order the forward (or grad-input) kernel's lanes read it: see kernels/conv2d_pack.wgsl.
  * Column tiles run over output channels (forward) or input channels (grad input) of each group.
  */
-function packWeight(weight: Tensor, geo: ConvGeometry, sg: number, forInput: boolean): Tensor {
+function packWeight(weight: Tensor, geo: ConvGeometry, sg: number, forInput: boolean, runs = false): Tensor {
   const cols = forInput ? geo.cg : geo.og;
-  const quads = Math.ceil((forInput ? geo.og : geo.cg) / 4);
+  const quads = runs ? Math.ceil((geo.kw * geo.cg) / 4) : Math.ceil((forInput ? geo.og : geo.cg) / 4);
   const colTiles = Math.ceil(cols / (4 * sg));
-  const steps = geo.kh * geo.kw * quads;
+  const steps = geo.kh * (runs ? 1 : geo.kw) * quads;
   const blocks = geo.groups * colTiles * steps;
   const packed = Tensor.empty([blocks * sg * 16]);
   const [bx, by] = tileGrid(blocks);
   rt().dispatch({
     kernel: 'conv2d_pack',
-    spec: { SG: sg, FOR_INPUT: forInput },
-    params: [blocks, bx, geo.cg, geo.og, geo.kh * geo.kw, colTiles, steps, quads],
+    spec: { SG: sg, FOR_INPUT: forInput, RUNS: runs },
+    params: [blocks, bx, geo.cg, geo.og, geo.kh * geo.kw, colTiles, steps, quads, geo.kw],
     bindings: [{ buffer: weight.buffer }, { buffer: packed.buffer }],
     workgroups: [bx, by],
   });
@@ -310,17 +312,21 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
   }
   const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
-  const wt = packWeight(weight, geo, SG, false);
+  const runs = rowRuns(geo);
+  const wt = packWeight(weight, geo, SG, false, runs !== null);
   const colTiles = Math.ceil(geo.og / (4 * SG));
-  for (const [first, count] of chunks) {
-    const xs = packChannels(x, c, geo.groups, h * w, first, count);
+  for (const [first, count] of runs ? batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo, runs.hp * runs.f * 4]) : chunks) {
+    const xs = runs ? packRowRuns(x, geo, runs, first, count) : packChannels(x, c, geo.groups, h * w, first, count);
+    // What the kernel sees: row runs are a convolution of width 1 over the padded image's interleaved rows.
+    const kgeo = runs ? { ...geo, cg: 4 * runs.r4, h: runs.hp, w: runs.f, kw: 1, pt: 0, pl: 0 } : geo;
+    const layout = runs ? [runs.hp * runs.f, runs.f, c, 4] : [Math.ceil(geo.cg / 4) * h * w, w, 1, h * w];
     const ys = window(y, o * ho * wo, first, count);
     const rows = count * ho * wo;
     const [tx, ty] = tileGrid(Math.ceil(rows / TM));
     rt().dispatch({
       kernel: 'conv2d_forward',
       spec: { SG, TM, SUBGROUPS, BIAS: bias !== null, RELU: relu },
-      params: [rows, geo.og, geo.cg, geo.groups, o, ...sizes(geo), ...steps(geo), tx, colTiles, ys.offset],
+      params: [rows, geo.og, kgeo.cg, geo.groups, o, ...sizes(kgeo), ...steps(kgeo), tx, colTiles, ys.offset, ...layout],
       bindings: [{ buffer: xs.buffer }, { buffer: wt.buffer }, ...(bias ? [{ buffer: bias.buffer }] : []), ys.binding],
       workgroups: [tx, ty, colTiles * geo.groups],
     });
@@ -328,6 +334,41 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
   }
   wt.dispose();
   return y;
+}
+
+/** Row runs' sizes: padded rows HP, row elements F (vec4 starts) and steps of 4 per kernel row R4. */
+interface RowRuns {
+  hp: number;
+  f: number;
+  r4: number;
+}
+
+/**
+ * The forward of a few-channel convolution (a 3-channel stem) in row runs (kernels/conv2d_pack_x_runs.wgsl)
+ * where they waste fewer k slots than 4-channel quads: 7x7 over 3 channels takes 42 steps, not 49.
+ * Null for any other convolution.
+ */
+function rowRuns(g: ConvGeometry): RowRuns | null {
+  const r4 = Math.ceil((g.kw * g.cg) / 4);
+  if (g.groups !== 1 || g.dw !== 1 || g.cg >= 4 || r4 * 4 >= g.kw * 4 * Math.ceil(g.cg / 4)) return null;
+  const hp = (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+  const f = (g.wo - 1) * g.sw * g.cg + 4 * r4;
+  return { hp, f, r4 };
+}
+
+/** Images [first, first + count) of x in row runs. */
+function packRowRuns(x: Tensor, g: ConvGeometry, runs: RowRuns, first: number, count: number): Tensor {
+  const rows = count * runs.hp;
+  const packed = Tensor.empty([rows * runs.f * 4]);
+  const xs = window(x, g.c * g.h * g.w, first, count);
+  const [ry, rz] = tileGrid(rows);
+  rt().dispatch({
+    kernel: 'conv2d_pack_x_runs',
+    params: [runs.f, rows, ry, runs.hp, g.c, g.h, g.w, i32(g.pt), i32(g.pl), xs.offset],
+    bindings: [xs.binding, { buffer: packed.buffer }],
+    workgroups: [Math.ceil(runs.f / 256), ry, rz],
+  });
+  return packed;
 }
 
 /** d(loss)/dx for y = conv2d(x, weight): a transposed convolution of dy. */
