@@ -8,7 +8,9 @@
 // vec4 as for a scalar on lavapipe), and channel counts that are not multiples of 4 (a 3-channel
 // stem, odd group sizes) read zeros instead of masking.
 //
-// Dispatch: x = tiles of 64 pixels, y (+ z folded past 65535) = packed planes (n G + g) CQ + cq.
+// Each invocation packs 4 consecutive pixels: 4 loads along each channel's row (one vec4 each when
+// H W % 4 == 0 and the chunk is aligned: X_VEC) and 4 vec4 stores.
+// Dispatch: x = tiles of 64 x 4 pixels, y (+ z folded past 65535) = packed planes (n G + g) CQ + cq.
 
 struct Params {
   hw: u32,
@@ -22,24 +24,37 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
+#if ${X_VEC}
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read_write> packed: array<vec4<f32>>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let p = params;
   let plane = wg.y + wg.z * p.planes_y;
-  let pix = wg.x * 64u + lid;
+  let pix = (wg.x * 64u + lid) * 4u;
   if (plane >= p.planes || pix >= p.hw) { return; }
   let ng = plane / p.cq;
   let c0 = (plane - ng * p.cq) * 4u;
   let n = ng / p.groups;
   let first = p.x_off + (n * p.c_total + (ng - n * p.groups) * p.cg + c0) * p.hw + pix;
-  var v = vec4(0.0);
+  // v[t] = channel c0 + t at pixels pix .. pix + 3
+  var v: array<vec4<f32>, 4>;
   for (var t = 0u; t < 4u; t++) {
     if (c0 + t < p.cg) {
-      v[t] = x[first + t * p.hw];
+      let e = first + t * p.hw;
+#if ${X_VEC}
+      v[t] = x[e / 4u];
+#else
+      let last = first - pix + p.hw - 1u + t * p.hw; // the plane's last pixel: reads past it are never stored
+      v[t] = vec4(x[e], x[min(e + 1u, last)], x[min(e + 2u, last)], x[min(e + 3u, last)]);
+#endif
     }
   }
-  packed[plane * p.hw + pix] = v;
+  for (var k = 0u; k < 4u && pix + k < p.hw; k++) {
+    packed[plane * p.hw + pix + k] = vec4(v[0][k], v[1][k], v[2][k], v[3][k]);
+  }
 }

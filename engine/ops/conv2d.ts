@@ -213,9 +213,10 @@ function packChannels(t: Tensor, channels: number, groups: number, hw: number, f
   const [py, pz] = tileGrid(planes);
   rt().dispatch({
     kernel: 'conv2d_pack_x',
+    spec: { X_VEC: hw % 4 === 0 && ts.offset % 4 === 0 },
     params: [hw, planes, py, cg, cq, groups, channels, ts.offset],
     bindings: [ts.binding, { buffer: packed.buffer }],
-    workgroups: [Math.ceil(hw / 64), py, pz],
+    workgroups: [Math.ceil(hw / 256), py, pz],
   });
   return packed;
 }
