@@ -18,12 +18,16 @@
 // Where one image's packed copy would not fit a storage binding, x is read in place (X_VEC false)
 // and each step gathers its 4 pixels one by one, testing each against the image's edges.
 //
+// dy likewise (DY_DIRECT): packed, or, for the pointwise case read in place, dy itself: then a lane
+// reads 4 vec4 along its 4 channels' planes and transposes them in registers, which saves the packing
+// pass (it took as long as the GEMM on 64-channel 56x56 layers).
+//
 // Split k: a layer with few row and column tiles (a 64 x 64 1x1 conv makes 6 workgroups) would leave
 // most of the adapter idle through its long reduction, so each y slice of the grid sums its own range of
 // 4-position steps into its own copy of dw (engine/ops/conv2d.ts adds the copies up).
 //
-// Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), X_VEC, ACCUMULATE (add
-// into dw: batch chunks after the first).
+// Specialisation: SG (lanes), TM, SUBGROUPS (shuffles, else workgroup memory), X_VEC, DY_DIRECT,
+// ACCUMULATE (add into dw: batch chunks after the first).
 // Dispatch: x = row tile, y = k slice, z = column tile + col_tiles * group.
 #if ${SUBGROUPS}
 enable subgroups;
@@ -43,7 +47,7 @@ struct Params {
   dh: i32,
   pt: i32,
   col_tiles: u32,
-  all_quads: u32, // output channel quads of all groups in packed dy
+  all_quads: u32, // output channel quads of all groups in packed dy; DY_DIRECT: dy's offset in vec4s
   slice_steps: u32, // 4-position steps per k slice
   x_base: u32, // x's layout in vec4s: see the header
   x_sj: u32,
@@ -62,7 +66,7 @@ struct Params {
 #else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 #endif
-@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>; // packed
+@group(0) @binding(2) var<storage, read> dy: array<vec4<f32>>; // packed, or in place (DY_DIRECT)
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
 #include conv2d_lanes
@@ -123,10 +127,24 @@ fn main(
     }
     for (var w4 = w4_first; w4 < w4_end; w4++) {
       var dk: array<vec4<f32>, 4>; // dk[t] = the lane's 4 output channels at output column 4 w4 + t
+#if ${DY_DIRECT}
+      // Rows of the lane's 4 channels (clamped to the group: lanes past its edge are never stored).
+      let plane4 = w4n; // a pointwise plane is one row of Wo / 4 vec4s
+      let o0 = g * p.og + min(col, p.og - 1u);
+      var rows4: array<vec4<f32>, 4>;
+      for (var jj = 0u; jj < 4u; jj++) {
+        let o = min(o0 + jj, g * p.og + p.og - 1u);
+        rows4[jj] = dy[p.all_quads + (n * p.o_total + o) * plane4 + w4];
+      }
+      for (var t = 0u; t < 4u; t++) {
+        dk[t] = vec4(rows4[0][t], rows4[1][t], rows4[2][t], rows4[3][t]);
+      }
+#else
       let dy_at = ((dy_row + w4) * p.all_quads + quad) * 4u;
       for (var t = 0u; t < 4u; t++) {
         dk[t] = dy[dy_at + t];
       }
+#endif
       for (var q = 0u; q < LOADS; q++) {
 #if ${X_VEC}
         // Past Wo, packed x and packed dy both hold zeros.

@@ -1,7 +1,12 @@
 // 2-D convolution (cross-correlation, as torch.nn.functional.conv2d), NCHW / OIHW, with its derivative.
 // Kernels: kernels/conv2d_forward.wgsl, conv2d_grad_input.wgsl, conv2d_grad_weight.wgsl (implicit GEMMs
 // built like kernels/matmul_subgroup.wgsl), and the GEMM of engine/ops/matmul.ts for 1x1 convolutions,
-// kernels as large as the input, and the grad input of few-channel stems.
+// kernels as large as the input, and the grad input of few-channel stems (+ conv2d_col2im.wgsl).
+// Each implicit GEMM first rearranges its operands (conv2d_pack*.wgsl) so that every load in its inner
+// loop is one aligned vec4 from a contiguous stream: the weight per lane block, activations in channel
+// quads (or, for few-channel stems, in row runs), dy per 4x4 block, x per kernel column for the
+// weight gradient. On lavapipe a load whose address differs per lane runs lane by lane, so a vec4
+// costs what a scalar did; the packs cost a pass over their input each.
 // Reference: test/reference/conv2d.ts.
 import forwardSource from '../../kernels/conv2d_forward.wgsl';
 import gradInputSource from '../../kernels/conv2d_grad_input.wgsl';
@@ -271,6 +276,13 @@ function window(t: Tensor, perImage: number, first: number, count: number): { bi
 const isPointwise = (g: ConvGeometry) =>
   g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.pt + g.pb + g.pl + g.pr === 0 && g.groups === 1;
 
+/**
+ * Pointwise, on planes of 4k pixels: the forward and input gradient run as the GEMM, whose loads along
+ * the planes are then vec4. Planes like Inception's 35x35 would make them scalar; the implicit kernels,
+ * reading activations packed in channel quads, are faster there.
+ */
+const isPointwiseGemm = (g: ConvGeometry) => isPointwise(g) && (g.h * g.w) % 4 === 0;
+
 /** A 1x1 kernel with a stride and no padding, on an input that fits one binding (for the subsample copy). */
 const isStridedPointwise = (g: ConvGeometry) =>
   g.kh === 1 && g.kw === 1 && (g.sh > 1 || g.sw > 1) && g.pt + g.pb + g.pl + g.pr === 0 &&
@@ -301,7 +313,7 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
   const { n, c, h, w, o, ho, wo } = geo;
   const y = Tensor.empty([n, o, ho, wo]);
   const chunks = batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo, packedPerImage(c, geo.groups, h * w)]);
-  if (isPointwise(geo) && !bias && !relu && chunks.length === 1) {
+  if (isPointwiseGemm(geo) && !bias && !relu && chunks.length === 1) {
     // y[n] (O x HW) = W (O x C) . x[n] (C x HW)
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: x.buffer }, c: { buffer: y.buffer }, m: o, n: h * w, k: c, batch: n, transA: false, transB: false, aBatch: 0, bBatch: c * h * w });
     return y;
@@ -377,7 +389,7 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
   const { n, c, h, w, o, ho, wo } = geo;
   const dx = Tensor.empty([n, c, h, w]);
   const chunks = batchChunks('conv2d_grad_input', n, [c * h * w, o * ho * wo]);
-  if (isPointwise(geo) && chunks.length === 1) {
+  if (isPointwiseGemm(geo) && chunks.length === 1) {
     // dx[n] (C x HW) = W^T (C x O) . dy[n] (O x HW)
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: dy.buffer }, c: { buffer: dx.buffer }, m: c, n: h * w, k: o, batch: n, transA: true, transB: false, aBatch: 0, bBatch: o * h * w });
     return dx;
@@ -437,6 +449,13 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
 
 /** d(loss)/dweight for y = conv2d(x, weight): a reduction over the batch and every output position. */
 export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tensor {
+  if (isDense(geo) && batchChunks('conv2d_grad_weight', geo.n, [geo.c * geo.h * geo.w, geo.o]).length === 1) {
+    // dW (O x CHW) = dy^T (O x N) . x (N x CHW): the implicit kernel would spend a whole step of 4
+    // positions on each image's single output position.
+    const dw = Tensor.empty([geo.o, geo.cg, geo.kh, geo.kw]);
+    recordGemm({ a: { buffer: dy.buffer }, b: { buffer: x.buffer }, c: { buffer: dw.buffer }, m: geo.o, n: geo.c * geo.h * geo.w, k: geo.n, batch: 1, transA: true, transB: false, aBatch: 0, bBatch: 0 });
+    return dw;
+  }
   if (isStridedPointwise(geo)) {
     // A 1x1 kernel with a stride (ResNet's downsample) reads every sh-th row and sw-th column only:
     // copy that subsample out (a quarter of x) and take the pointwise convolution's gradient.
@@ -461,7 +480,7 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
   const colTiles = Math.ceil(g.og / (4 * SG));
   const quads = Math.ceil(g.og / 4);
   const w4 = Math.ceil(wo / 4);
-  const dyPerImage = ho * w4 * g.groups * quads * 16;
+  const dyPerImage = direct ? 0 : ho * w4 * g.groups * quads * 16;
   const xPerImage = packsX ? g.kw * c * h * w4 * 4 : 0;
   const chunks = batchChunks('conv2d_grad_weight', n, [c * h * w, o * ho * wo, dyPerImage, xPerImage]);
   const slices = kSlices(rowTiles * colTiles * g.groups, chunks[0][1] * ho * w4);
@@ -484,26 +503,28 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
       // In vec4s when direct (offset % 4 == 0: images hold 4k values), else in elements.
       layout = direct ? [win.offset / 4, 0, (c * h * w) / 4, (h * w) / 4, 0] : [win.offset, 0, c * h * w, h * w, w];
     }
-    // dy in the weight-gradient kernel's reading order: see kernels/conv2d_pack_dy.wgsl.
-    const packed = Tensor.empty([count * dyPerImage]);
+    // dy in place (pointwise, direct) or in the kernel's reading order (kernels/conv2d_pack_dy.wgsl).
     const dys = window(dy, o * ho * wo, first, count);
-    const blocks = count * ho * w4 * g.groups * quads;
-    const [gx, gy] = tileGrid(Math.ceil(blocks / 64));
-    rt().dispatch({
-      kernel: 'conv2d_pack_dy',
-      spec: { DY_VEC: wo % 4 === 0 && dys.offset % 4 === 0 },
-      params: [blocks, gx, g.og, o, ho, wo, quads, g.groups * quads, dys.offset],
-      bindings: [dys.binding, { buffer: packed.buffer }],
-      workgroups: [gx, gy],
-    });
+    const packed = direct ? null : Tensor.empty([count * dyPerImage]);
+    if (packed) {
+      const blocks = count * ho * w4 * g.groups * quads;
+      const [gx, gy] = tileGrid(Math.ceil(blocks / 64));
+      rt().dispatch({
+        kernel: 'conv2d_pack_dy',
+        spec: { DY_VEC: wo % 4 === 0 && dys.offset % 4 === 0 },
+        params: [blocks, gx, g.og, o, ho, wo, quads, g.groups * quads, dys.offset],
+        bindings: [dys.binding, { buffer: packed.buffer }],
+        workgroups: [gx, gy],
+      });
+    }
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
-      spec: { SG, TM, SUBGROUPS, X_VEC: direct || packsX, ACCUMULATE: chunk > 0 },
-      params: [count, g.cg, g.og, o, h, ho, wo, g.kh, g.kw, i32(g.sh), i32(g.dh), i32(g.pt), colTiles, g.groups * quads, sliceSteps, ...layout, w, i32(g.sw), i32(g.dw), i32(g.pl)],
-      bindings: [xs, { buffer: packed.buffer }, { buffer: partial.buffer }],
+      spec: { SG, TM, SUBGROUPS, X_VEC: direct || packsX, DY_DIRECT: direct, ACCUMULATE: chunk > 0 },
+      params: [count, g.cg, g.og, o, h, ho, wo, g.kh, g.kw, i32(g.sh), i32(g.dh), i32(g.pt), colTiles, packed ? g.groups * quads : dys.offset / 4, sliceSteps, ...layout, w, i32(g.sw), i32(g.dw), i32(g.pl)],
+      bindings: [xs, packed ? { buffer: packed.buffer } : dys.binding, { buffer: partial.buffer }],
       workgroups: [rowTiles, slices, colTiles * g.groups],
     });
-    packed.dispose();
+    packed?.dispose();
     xPacked?.dispose();
   });
   if (slices === 1) return partial;
