@@ -50,6 +50,7 @@ interface Case {
 const CASES: Case[] = [
   { name: 'resnet stem 7x7 s2 p3, 3 channels', x: [2, 3, 15, 13], w: [8, 3, 7, 7], opts: { stride: 2, padding: 3 } },
   { name: 'few channels in row runs: 2 channels, 5x5, stride (1, 2), dilation (2, 1), [t, b, l, r] padding', x: [2, 2, 11, 10], w: [5, 2, 5, 5], opts: { stride: [1, 2], dilation: [2, 1], padding: [2, 1, 3, 0] } },
+  { name: 'few channels, stride (3, 2), 3x4 kernel (GEMM + col2im input gradient)', x: [2, 5, 13, 11], w: [6, 5, 3, 4], opts: { stride: [3, 2], padding: [1, 2] } },
   { name: 'resnet 1x1 (GEMM path)', x: [2, 16, 5, 6], w: [12, 16, 1, 1], opts: {} },
   { name: 'resnet 1x1, planes of 4k pixels (vec4 grad-weight loads)', x: [3, 40, 4, 6], w: [36, 40, 1, 1], opts: {} },
   { name: 'resnet 3x3 s1 p1', x: [1, 8, 7, 9], w: [40, 8, 3, 3], opts: { padding: 1 }, bias: true },

@@ -412,7 +412,7 @@ export function conv2dGradInput(dy: Tensor, weight: Tensor, geo: ConvGeometry): 
         kernel: 'conv2d_col2im',
         params: [count * c * h, c, ...sizes(geo), i32(geo.sh), i32(geo.sw), i32(geo.pt), i32(geo.pl), ry, dxs.offset],
         bindings: [{ buffer: col.buffer }, dxs.binding],
-        workgroups: [Math.ceil(w / 64), ry, rz],
+        workgroups: [Math.ceil((geo.sw * Math.ceil(w / (4 * geo.sw))) / 64), ry, rz],
       });
       col.dispose();
     }
