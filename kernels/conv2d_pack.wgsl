@@ -11,12 +11,13 @@
 //               channels tile 4 SG + 4 lane + (0..3);   O4 = ceil(Og / 4)
 //   row runs (RUNS, forward of a few-channel stem, see conv2d_pack_x_runs.wgsl): ks = i R4 + r / 4, the
 //               reduction index r = j C + c over a kernel row's taps, 0 past kW C;   R4 = ceil(kW C / 4)
-// One workgroup per block (4 SG vec4s), one invocation per vec4. Block indices are split with f32
+// One invocation per (block, lane): its 4 vec4 (64 per workgroup; a workgroup per block of 32
+// invocations made the weight packing 5% of a ResNet-50 training step on lavapipe). Block indices are split with f32
 // division (exact below 2^23): lavapipe runs integer division lane by lane.
 
 struct Params {
   blocks: u32,
-  blocks_x: u32, // blocks per row of the 2-D grid
+  groups_x: u32, // workgroups per row of the 2-D grid
   cg: u32,
   og: u32,
   khw: u32,
@@ -37,40 +38,42 @@ fn div(a: u32, b: u32) -> u32 {
   return u32((f32(a) + 0.5) / f32(b));
 }
 
-@compute @workgroup_size(4 * SG)
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let p = params;
-  let block = wg.x + wg.y * p.blocks_x;
-  if (block >= p.blocks) { return; }
-  let t = lid % 4u;
-  let lane = lid / 4u;
+  let id = (wg.x + wg.y * p.groups_x) * 64u + lid;
+  if (id >= p.blocks * SG) { return; }
+  let block = id / SG;
+  let lane = id % SG;
   let gt = div(block, p.steps); // g col_tiles + tile
   let ks = block - gt * p.steps;
   let g = div(gt, p.col_tiles);
   let tile = gt - g * p.col_tiles;
   let ij = div(ks, p.quads);
   let col = tile * SG * 4u + lane * 4u; // first of the lane's 4 columns
-  let k = (ks - ij * p.quads) * 4u + t; // the reduction index within this kernel position
-  var out = vec4(0.0);
-  for (var jj = 0u; jj < 4u; jj++) {
+  for (var t = 0u; t < 4u; t++) {
+    let k = (ks - ij * p.quads) * 4u + t; // the reduction index within this kernel position
+    var out = vec4(0.0);
+    for (var jj = 0u; jj < 4u; jj++) {
 #if ${FOR_INPUT}
-    let o = k;
-    let c = col + jj;
+      let o = k;
+      let c = col + jj;
 #else
-    let o = col + jj;
-    let c = k;
+      let o = col + jj;
+      let c = k;
 #endif
 #if ${RUNS}
-    // ij is the kernel row i; k runs over its taps (j, c).
-    let j = k / p.cg;
-    if (o < p.og && j < p.kw) {
-      out[jj] = w[((g * p.og + o) * p.cg + k - j * p.cg) * p.khw + ij * p.kw + j];
-    }
+      // ij is the kernel row i; k runs over its taps (j, c).
+      let j = k / p.cg;
+      if (o < p.og && j < p.kw) {
+        out[jj] = w[((g * p.og + o) * p.cg + k - j * p.cg) * p.khw + ij * p.kw + j];
+      }
 #else
-    if (o < p.og && c < p.cg) {
-      out[jj] = w[((g * p.og + o) * p.cg + c) * p.khw + ij];
-    }
+      if (o < p.og && c < p.cg) {
+        out[jj] = w[((g * p.og + o) * p.cg + c) * p.khw + ij];
+      }
 #endif
+    }
+    packed[id * 4u + t] = out;
   }
-  packed[block * 4u * SG + lid] = out;
 }

@@ -194,13 +194,13 @@ function packWeight(weight: Tensor, geo: ConvGeometry, sg: number, forInput: boo
   const steps = geo.kh * (runs ? 1 : geo.kw) * quads;
   const blocks = geo.groups * colTiles * steps;
   const packed = Tensor.empty([blocks * sg * 16]);
-  const [bx, by] = tileGrid(blocks);
+  const [gx, gy] = tileGrid(Math.ceil((blocks * sg) / 64));
   rt().dispatch({
     kernel: 'conv2d_pack',
     spec: { SG: sg, FOR_INPUT: forInput, RUNS: runs },
-    params: [blocks, bx, geo.cg, geo.og, geo.kh * geo.kw, colTiles, steps, quads, geo.kw],
+    params: [blocks, gx, geo.cg, geo.og, geo.kh * geo.kw, colTiles, steps, quads, geo.kw],
     bindings: [{ buffer: weight.buffer }, { buffer: packed.buffer }],
-    workgroups: [bx, by],
+    workgroups: [gx, gy],
   });
   return packed;
 }
