@@ -15,7 +15,9 @@
 //
 // Specialisation: SG lanes, TM rows per lane (a multiple of SG), A_T (A stored [k][m]), B_T
 // (B stored [n][k]), A_VEC, B_VEC, C_VEC (N % 4 == 0 and C's offset too: vec4 stores).
-// Dispatch: (ceil(N / (4 SG)), ceil(M / TM), batch).
+// Dispatch: (ceil(N / (4 SG)), ceil(M / TM), batch), or with ROWS_X the row tiles along x: where A is
+// a few row tiles (a conv's weight against a long B) the workgroups that share a column tile of B then
+// run one after another, and B streams from memory once instead of once per row tile.
 enable subgroups;
 
 struct Params {
@@ -72,8 +74,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) l
   let m = params.m;
   let n = params.n;
   let k = params.k;
+#if ${ROWS_X}
+  let row0 = wg.x * TM;
+  let col = (wg.y * SG + lane) * 4u;
+#else
   let row0 = wg.y * TM;
   let col = (wg.x * SG + lane) * 4u;
+#endif
   let a0 = params.a_off + wg.z * params.a_batch;
   let b0 = params.b_off + wg.z * params.b_batch;
   var acc: array<vec4<f32>, TM>;

@@ -30,6 +30,7 @@ const stored = (batch: number[], rows: number, cols: number, trans: boolean) => 
 const variants = MATMUL_VARIANTS.filter((v) => v !== 'subgroup' || gpu().hasSubgroups);
 
 // [M, N, K]: the awkward sizes 1, 3, 7, 65, 257 in every role, and aligned ones (vec4 loads and stores).
+// M = 257 is more than 8 row tiles, where the subgroup GEMM's grid runs column tiles first.
 const SIZES: [number, number, number][] = [
   [1, 1, 1],
   [3, 7, 5],

@@ -146,6 +146,9 @@ export interface Gemm {
   bBatch: number;
 }
 
+/** Up to how many row tiles the subgroup GEMM walks row tiles first. */
+const ROWS_X_MAX_TILES = 8;
+
 /** Records one GEMM with the current variant (also used by conv2d's 1x1 fast path). */
 export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): void {
   const { m, n, k, batch, transA, transB, aOffset = 0, bOffset = 0, cOffset = 0 } = g;
@@ -157,6 +160,10 @@ export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): v
     const aContig = transA ? m : k; // A's contiguous dimension
     const bContig = transB ? k : n;
     checkGroups('matmul_subgroup', Math.ceil(m / TM), batch);
+    const rowTiles = Math.ceil(m / TM);
+    const colTiles = Math.ceil(n / (4 * SG));
+    // Few row tiles of A against many columns of B: walk the row tiles first (see the kernel's header).
+    const rowsX = rowTiles <= ROWS_X_MAX_TILES && colTiles <= rt().device.limits.maxComputeWorkgroupsPerDimension;
     rt().dispatch({
       kernel: 'matmul_subgroup',
       spec: {
@@ -167,10 +174,11 @@ export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): v
         A_VEC: aContig % 4 === 0 && g.aBatch % 4 === 0 && aOffset % 4 === 0,
         B_VEC: bContig % 4 === 0 && g.bBatch % 4 === 0 && bOffset % 4 === 0,
         C_VEC: n % 4 === 0 && cOffset % 4 === 0,
+        ROWS_X: rowsX,
       },
       params: [m, n, k, g.aBatch, g.bBatch, aOffset, bOffset, cOffset],
       bindings,
-      workgroups: [Math.ceil(n / (4 * SG)), Math.ceil(m / TM), batch],
+      workgroups: rowsX ? [rowTiles, colTiles, batch] : [colTiles, rowTiles, batch],
     });
     return;
   }
