@@ -47,7 +47,8 @@ struct Params {
   dh: i32,
   pt: i32,
   col_tiles: u32,
-  all_quads: u32, // output channel quads of all groups in packed dy; DY_DIRECT: dy's offset in vec4s
+  all_quads: u32, // output channel quads of all groups in packed dy
+  dy_off: u32, // DY_DIRECT: the chunk's first image in dy, in vec4s
   slice_steps: u32, // 4-position steps per k slice
   x_base: u32, // x's layout in vec4s: see the header
   x_sj: u32,
@@ -134,7 +135,7 @@ fn main(
       var rows4: array<vec4<f32>, 4>;
       for (var jj = 0u; jj < 4u; jj++) {
         let o = min(o0 + jj, g * p.og + p.og - 1u);
-        rows4[jj] = dy[p.all_quads + (n * p.o_total + o) * plane4 + w4];
+        rows4[jj] = dy[p.dy_off + (n * p.o_total + o) * plane4 + w4];
       }
       for (var t = 0u; t < 4u; t++) {
         dk[t] = vec4(rows4[0][t], rows4[1][t], rows4[2][t], rows4[3][t]);

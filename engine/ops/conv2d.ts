@@ -312,7 +312,9 @@ const steps = (g: ConvGeometry): ParamValue[] => [i32(g.sh), i32(g.sw), i32(g.dh
 function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: ConvGeometry, relu: boolean): Tensor {
   const { n, c, h, w, o, ho, wo } = geo;
   const y = Tensor.empty([n, o, ho, wo]);
-  const chunks = batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo, packedPerImage(c, geo.groups, h * w)]);
+  // Few-channel stems read x in row runs, everything else in channel quads (never a pointwise or dense conv).
+  const runs = rowRuns(geo);
+  const chunks = batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo, runs ? runs.hp * runs.f * 4 : packedPerImage(c, geo.groups, h * w)]);
   if (isPointwiseGemm(geo) && !bias && !relu && chunks.length === 1) {
     // y[n] (O x HW) = W (O x C) . x[n] (C x HW)
     recordGemm({ a: { buffer: weight.buffer }, b: { buffer: x.buffer }, c: { buffer: y.buffer }, m: o, n: h * w, k: c, batch: n, transA: false, transB: false, aBatch: 0, bBatch: c * h * w });
@@ -325,10 +327,9 @@ function conv2dForward(x: Tensor, weight: Tensor, bias: Tensor | null, geo: Conv
   }
   const { SG, SUBGROUPS } = lanes();
   const TM = rowsPerLane(SG);
-  const runs = rowRuns(geo);
   const wt = packWeight(weight, geo, SG, false, runs !== null);
   const colTiles = Math.ceil(geo.og / (4 * SG));
-  for (const [first, count] of runs ? batchChunks('conv2d_forward', n, [c * h * w, o * ho * wo, runs.hp * runs.f * 4]) : chunks) {
+  for (const [first, count] of chunks) {
     const xs = runs ? packRowRuns(x, geo, runs, first, count) : packChannels(x, c, geo.groups, h * w, first, count);
     // What the kernel sees: row runs are a convolution of width 1 over the padded image's interleaved rows.
     const kgeo = runs ? { ...geo, cg: 4 * runs.r4, h: runs.hp, w: runs.f, kw: 1, pt: 0, pl: 0 } : geo;
@@ -525,7 +526,7 @@ export function conv2dGradWeight(x: Tensor, dy: Tensor, geo: ConvGeometry): Tens
     rt().dispatch({
       kernel: 'conv2d_grad_weight',
       spec: { SG, TM, SUBGROUPS, X_VEC: direct || packsX, DY_DIRECT: direct, ACCUMULATE: chunk > 0 },
-      params: [count, g.cg, g.og, o, h, ho, wo, g.kh, g.kw, i32(g.sh), i32(g.dh), i32(g.pt), colTiles, packed ? g.groups * quads : dys.offset / 4, sliceSteps, ...layout, w, i32(g.sw), i32(g.dw), i32(g.pl)],
+      params: [count, g.cg, g.og, o, h, ho, wo, g.kh, g.kw, i32(g.sh), i32(g.dh), i32(g.pt), colTiles, g.groups * quads, packed ? 0 : dys.offset / 4, sliceSteps, ...layout, w, i32(g.sw), i32(g.dw), i32(g.pl)],
       bindings: [xs, packed ? { buffer: packed.buffer } : dys.binding, { buffer: partial.buffer }],
       workgroups: [rowTiles, slices, colTiles * g.groups],
     });

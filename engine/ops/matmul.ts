@@ -159,8 +159,8 @@ export function recordGemm(g: Gemm, variant: MatmulVariant = matmulVariant()): v
     const TM = SG <= 8 ? 24 : SG;
     const aContig = transA ? m : k; // A's contiguous dimension
     const bContig = transB ? k : n;
-    checkGroups('matmul_subgroup', Math.ceil(m / TM), batch);
     const rowTiles = Math.ceil(m / TM);
+    checkGroups('matmul_subgroup', rowTiles, batch);
     const colTiles = Math.ceil(n / (4 * SG));
     // Few row tiles of A against many columns of B: walk the row tiles first (see the kernel's header).
     const rowsX = rowTiles <= ROWS_X_MAX_TILES && colTiles <= rt().device.limits.maxComputeWorkgroupsPerDimension;
